@@ -1,0 +1,199 @@
+"""The event envelope: the fields every accordwatch event carries, and the value types they use.
+
+An event is an immutable, sourced fact. The envelope says what happened (`type`, `data`),
+to what (`subject`), when in the world (`occurred_at`), when we learned it (`recorded_at`,
+stamped by ingest), who says so (`sources`) and how sure we are (`confidence`).
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, date, datetime, time
+from functools import cache
+from typing import Annotated, Any, ClassVar, Literal
+from urllib.parse import urlsplit
+from uuid import UUID
+
+import pycountry
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    PlainValidator,
+    StringConstraints,
+    WithJsonSchema,
+)
+
+_DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_MOMENT_HINT = "expected a date (YYYY-MM-DD) or an RFC 3339 time with an offset (2020-03-12T09:00:00Z)"
+
+
+def parse_moment(value: Any) -> date | datetime:
+    """Parse a calendar date or an offset-aware RFC 3339 time."""
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise ValueError(f"time has no UTC offset; {_MOMENT_HINT}")
+        return value
+    if isinstance(value, date):
+        return value
+    if not isinstance(value, str):
+        raise ValueError(_MOMENT_HINT)
+    text = value.strip()
+    try:
+        if _DATE_RE.match(text):
+            return date.fromisoformat(text)
+        if "T" not in text.upper() and " " not in text:
+            raise ValueError
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"{value!r} is not a valid date or time; {_MOMENT_HINT}") from None
+    if parsed.tzinfo is None:
+        raise ValueError(f"{value!r} has no UTC offset; {_MOMENT_HINT}")
+    return parsed
+
+
+def format_moment(value: date | datetime) -> str:
+    """Render a moment the way it was given: a date stays a date."""
+    return value.isoformat()
+
+
+def instant(value: date | datetime) -> datetime:
+    """The UTC instant a moment stands for: a bare date is the start of that day, UTC."""
+    if isinstance(value, datetime):
+        return value.astimezone(UTC)
+    return datetime.combine(value, time.min, tzinfo=UTC)
+
+
+Moment = Annotated[
+    date | datetime,
+    PlainValidator(parse_moment),
+    PlainSerializer(format_moment, return_type=str),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "format": "date"},
+                {"type": "string", "format": "date-time"},
+            ],
+            "description": "A date (YYYY-MM-DD, meaning the start of that day, UTC) "
+            "or an RFC 3339 time with an offset.",
+        }
+    ),
+]
+
+
+@cache
+def _country_codes() -> frozenset[str]:
+    return frozenset(c.alpha_2 for c in pycountry.countries)
+
+
+def check_country(value: Any) -> str:
+    """Accept an assigned ISO 3166-1 alpha-2 code, uppercase."""
+    if not isinstance(value, str):
+        raise ValueError("expected an ISO 3166-1 alpha-2 country code such as 'SV'")
+    if value != value.upper() or len(value) != 2:
+        raise ValueError(f"{value!r} is not an uppercase ISO 3166-1 alpha-2 code such as 'SV'")
+    if value not in _country_codes():
+        raise ValueError(f"{value!r} is not an assigned ISO 3166-1 alpha-2 country code")
+    return value
+
+
+Country = Annotated[
+    str,
+    PlainValidator(check_country),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": "^[A-Z]{2}$",
+            "description": "An assigned ISO 3166-1 alpha-2 country code, uppercase (US, GT, SV, HN).",
+        }
+    ),
+]
+
+Slug = Annotated[
+    str,
+    StringConstraints(pattern=r"^[a-z0-9]+(?:-[a-z0-9]+)*$", min_length=1, max_length=120),
+    Field(description="A lowercase slug, e.g. us-sv-aca-2019 or innovation-law-lab-v-wolf."),
+]
+
+MetricSlug = Annotated[
+    str,
+    StringConstraints(pattern=r"^[a-z][a-z0-9_]*$", min_length=1, max_length=120),
+    Field(description="A metric name in snake case, e.g. southwest_border_apprehensions."),
+]
+
+Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
+ShortText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=300)]
+
+
+def check_url(value: Any) -> str:
+    """Accept an absolute http(s) URL."""
+    if not isinstance(value, str):
+        raise ValueError("expected an absolute http(s) URL")
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(f"{value!r} is not an absolute http(s) URL")
+    return value
+
+
+Url = Annotated[
+    str,
+    PlainValidator(check_url),
+    WithJsonSchema({"type": "string", "format": "uri", "pattern": "^https?://"}),
+]
+
+Confidence = Literal["confirmed", "reported", "disputed"]
+
+
+class Frozen(BaseModel):
+    """Base for every contract model: immutable, and unknown fields are an error."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=True)
+
+
+class Source(Frozen):
+    """Where a fact comes from: a news report, a court order, an official figure."""
+
+    publisher: ShortText
+    url: Url | None = None
+    title: ShortText | None = None
+    published_at: Moment | None = None
+
+
+class EventData(Frozen):
+    """Base for the `data` of an event type."""
+
+
+class Event(Frozen):
+    """The envelope every event carries; each event type narrows `type` and `data`."""
+
+    SCHEMA_VERSION: ClassVar[int] = 1
+
+    id: UUID | None = Field(
+        default=None, description="Event id; the server assigns a UUIDv7 when absent."
+    )
+    type: str
+    schema_version: int = Field(default=1, ge=1, description="Version of this type's schema.")
+    subject: Slug
+    occurred_at: Moment = Field(description="When it happened in the world, not when we learned it.")
+    recorded_at: AwareDatetime | None = Field(
+        default=None, description="When accordwatch recorded it; stamped by ingest."
+    )
+    sources: tuple[Source, ...] = Field(min_length=1, max_length=50)
+    confidence: Confidence = "confirmed"
+    summary: Annotated[str, StringConstraints(max_length=4000)] | None = None
+    data: EventData
+
+    @property
+    def sort_key(self) -> tuple[datetime, datetime, str]:
+        """World order: occurred_at, then recorded_at, then id (never arrival order)."""
+        recorded = self.recorded_at or datetime.min.replace(tzinfo=UTC)
+        return (instant(self.occurred_at), recorded, str(self.id))
+
+    @property
+    def event_id(self) -> UUID:
+        """The id of a recorded event (ingest always assigns one)."""
+        if self.id is None:
+            raise ValueError("event has no id yet; ingest assigns one")
+        return self.id

@@ -1,0 +1,190 @@
+"""The catalogue of event types, upcasting of old versions, and validation with clear errors.
+
+`parse_event` is the one door into the contract: raw JSON (bytes or decoded) in, a frozen
+event out, or `InvalidEvent` listing every problem by field.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Annotated, Any, Union
+
+import orjson
+from pydantic import Field, TypeAdapter, ValidationError
+
+from schemas.envelope import Event
+from schemas.events import EVENT_CLASSES
+
+EVENT_TYPES: Mapping[str, type[Event]] = {
+    cls.model_fields["type"].annotation.__args__[0]: cls  # type: ignore[union-attr]
+    for cls in EVENT_CLASSES
+}
+
+AnyEvent = Annotated[Union[*EVENT_CLASSES], Field(discriminator="type")]  # type: ignore[valid-type]  # noqa: UP007
+EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(AnyEvent)
+
+RawEvent = dict[str, Any]
+Upcaster = Callable[[RawEvent], RawEvent]
+
+
+@dataclass(frozen=True, slots=True)
+class FieldError:
+    """One problem with one field of an event (`index` is its place in a batch)."""
+
+    field: str
+    reason: str
+    index: int | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """The problem+json `errors` entry."""
+        out: dict[str, Any] = {"field": self.field, "reason": self.reason}
+        if self.index is not None:
+            out["index"] = self.index
+        return out
+
+
+class InvalidEvent(ValueError):
+    """An event that does not satisfy the contract; `errors` names every bad field."""
+
+    def __init__(self, errors: Iterable[FieldError]) -> None:
+        self.errors = list(errors)
+        super().__init__("; ".join(f"{e.field}: {e.reason}" for e in self.errors))
+
+
+class Upcasters:
+    """Named functions that lift a raw event of version N of its type to version N + 1."""
+
+    def __init__(self) -> None:
+        self._steps: dict[tuple[str, int], Upcaster] = {}
+
+    def register(self, event_type: str, from_version: int) -> Callable[[Upcaster], Upcaster]:
+        """Register `fn(raw) -> raw` lifting `event_type` from `from_version` to the next."""
+
+        def decorate(fn: Upcaster) -> Upcaster:
+            key = (event_type, from_version)
+            if key in self._steps:
+                raise ValueError(f"an upcaster for {event_type} v{from_version} already exists")
+            self._steps[key] = fn
+            return fn
+
+        return decorate
+
+    def upcast(self, raw: RawEvent) -> RawEvent:
+        """Apply every step from the event's version to the newest one registered."""
+        event_type = raw.get("type")
+        version = raw.get("schema_version")  # absent: the sender speaks the current version
+        if not isinstance(event_type, str) or not isinstance(version, int):
+            return raw
+        while (step := self._steps.get((event_type, version))) is not None:
+            raw = {**step(raw), "schema_version": version + 1}
+            version += 1
+        return raw
+
+
+# v1 is the first version of every type: no steps yet. Add them here as
+# `@UPCASTERS.register("AgreementSigned", 1) def upcast_agreement_signed_v1_v2(raw): ...`
+UPCASTERS = Upcasters()
+
+
+def parse_event(obj: Any, *, upcasters: Upcasters = UPCASTERS, index: int | None = None) -> Event:
+    """Validate a decoded JSON object as an event of the current schema version."""
+    if isinstance(obj, dict):
+        obj = upcasters.upcast(obj)
+    try:
+        event = EVENT_ADAPTER.validate_python(obj)
+    except ValidationError as exc:
+        raise InvalidEvent(describe(exc, index=index)) from None
+    current = type(event).SCHEMA_VERSION
+    if event.schema_version != current:
+        raise InvalidEvent(
+            [
+                FieldError(
+                    "schema_version",
+                    f"{event.type} has no upcaster from version {event.schema_version} "
+                    f"to the current version {current}",
+                    index,
+                )
+            ]
+        )
+    return event
+
+
+def parse_event_json(raw: bytes | str, *, upcasters: Upcasters = UPCASTERS) -> Event:
+    """Decode and validate one JSON document as an event."""
+    try:
+        obj = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidEvent([FieldError("", f"not valid JSON: {exc}")]) from None
+    return parse_event(obj, upcasters=upcasters)
+
+
+def describe(exc: ValidationError, *, index: int | None = None) -> list[FieldError]:
+    """Turn pydantic's errors into one `FieldError` per problem, named by dotted path."""
+    out: list[FieldError] = []
+    for err in exc.errors(include_url=False, include_input=False):
+        loc = list(err["loc"])
+        kind = err["type"]
+        ctx = err.get("ctx") or {}
+        if kind == "union_tag_invalid":
+            known = ", ".join(sorted(EVENT_TYPES))
+            out.append(FieldError("type", f"unknown event type {ctx.get('tag')!r}; known: {known}", index))
+            continue
+        if kind == "union_tag_not_found":
+            out.append(FieldError("type", "missing: every event names its type", index))
+            continue
+        if kind in ("model_attributes_type", "model_type", "dict_type") and not loc:
+            out.append(FieldError("", "an event must be a JSON object", index))
+            continue
+        if loc and isinstance(loc[0], str) and loc[0] in EVENT_TYPES:
+            loc = loc[1:]  # the discriminator tag pydantic puts first
+        if loc == ["sources"] and kind == "too_short":
+            out.append(FieldError("sources", "no sources: every event needs at least one", index))
+            continue
+        out.append(FieldError(_dotted(loc), _reason(err["msg"], kind), index))
+    return out
+
+
+def _dotted(loc: list[int | str]) -> str:
+    path = ""
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif part == "[key]":
+            path += " (key)"
+        else:
+            path += f".{part}" if path else str(part)
+    return path
+
+
+def _reason(msg: str, kind: str) -> str:
+    if kind == "missing":
+        return "missing: this field is required"
+    if kind == "extra_forbidden":
+        return "not a field of this event type"
+    for prefix in ("Value error, ", "Assertion failed, "):
+        if msg.startswith(prefix):
+            return msg[len(prefix) :]
+    return msg
+
+
+def catalogue() -> list[dict[str, Any]]:
+    """The event types with their description, version and required data fields."""
+    entries = []
+    for name, cls in sorted(EVENT_TYPES.items()):
+        data_model = cls.model_fields["data"].annotation
+        required = sorted(
+            field
+            for field, info in data_model.model_fields.items()  # type: ignore[union-attr]
+            if info.is_required()
+        )
+        entries.append(
+            {
+                "type": name,
+                "version": cls.SCHEMA_VERSION,
+                "description": (cls.__doc__ or "").strip(),
+                "required_data": required,
+                "schema": f"/v1/schemas/{name}",
+            }
+        )
+    return entries

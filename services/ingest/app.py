@@ -1,0 +1,72 @@
+"""The ingest service: `create_app(settings)` wires the Kafka publisher and the routes."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+
+from schemas.registry import EVENT_ADAPTER
+from services.ingest.metrics import REQUESTS
+from services.ingest.publisher import KafkaPublisher, Publisher
+from services.ingest.routes import router
+from services.ingest.settings import IngestSettings
+from services.platform.auth import Keyring
+from services.platform.http import RequestMetrics, add_metrics_endpoint
+from services.platform.problems import install_problem_handlers
+
+
+def create_app(settings: IngestSettings, publisher: Publisher | None = None) -> FastAPI:
+    """Build the ingest app; tests may pass their own publisher."""
+    publisher = publisher or KafkaPublisher(
+        settings.kafka_bootstrap_servers,
+        settings.events_topic,
+        timeout_s=settings.produce_timeout_s,
+        linger_ms=settings.linger_ms,
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await publisher.start()
+        try:
+            yield
+        finally:
+            await publisher.stop()
+
+    app = FastAPI(
+        title="accordwatch ingest",
+        version="1",
+        summary="Records sourced events about asylum cooperative agreements into Kafka.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.publisher = publisher
+    app.state.keyring = Keyring.from_settings(settings)
+    install_problem_handlers(app)
+    app.include_router(router)
+    add_metrics_endpoint(app)
+    app.add_middleware(RequestMetrics, counter=REQUESTS)
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    return app
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """The generated spec, with the event schemas as components."""
+    if app.openapi_schema is None:
+        spec = get_openapi(title=app.title, version=app.version, summary=app.summary, routes=app.routes)
+        event_schema = EVENT_ADAPTER.json_schema(ref_template="#/components/schemas/{model}")
+        components = spec.setdefault("components", {}).setdefault("schemas", {})
+        components.update(event_schema.pop("$defs", {}))
+        components["Event"] = event_schema
+        spec["components"]["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
+        spec["security"] = [{"bearer": []}]
+        app.openapi_schema = spec
+    return app.openapi_schema
+
+
+def create_app_from_env() -> FastAPI:
+    """Factory for uvicorn workers: settings from the environment."""
+    return create_app(IngestSettings())

@@ -1,0 +1,289 @@
+"""Ingest HTTP routes: validate, stamp, publish, and answer 202 only once Kafka acknowledged."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+from uuid import UUID
+
+import orjson
+import uuid_utils
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import Response
+
+from schemas.cloudevents import to_record
+from schemas.envelope import Event
+from schemas.generate import SCHEMA_DIR
+from schemas.registry import EVENT_TYPES, FieldError, InvalidEvent, catalogue, parse_event
+from services.ingest.metrics import EVENTS_ACCEPTED, REJECTIONS
+from services.ingest.publisher import Ack, KafkaUnavailable, Publisher
+from services.ingest.settings import IngestSettings
+from services.platform.auth import Principal, require
+from services.platform.problems import PROBLEM_RESPONSES, Problem
+
+router = APIRouter()
+
+Writer = Annotated[Principal, Depends(require("events:write"))]
+Reader = Annotated[Principal, Depends(require("read"))]
+
+JSON_TYPES = frozenset({"application/json"})
+NDJSON_TYPES = frozenset({"application/x-ndjson", "application/ndjson", "application/jsonl", "application/x-jsonlines"})
+EVENT_REF = {"$ref": "#/components/schemas/Event"}
+
+
+def _json(content: Any, status: int = 200) -> Response:
+    return Response(orjson.dumps(content), status_code=status, media_type="application/json")
+
+
+def _settings(request: Request) -> IngestSettings:
+    settings: IngestSettings = request.app.state.settings
+    return settings
+
+
+def _publisher(request: Request) -> Publisher:
+    publisher: Publisher = request.app.state.publisher
+    return publisher
+
+
+def _reject(reason: str, problem: Problem) -> Problem:
+    REJECTIONS.labels(reason).inc()
+    return problem
+
+
+def _media_type(request: Request, allowed: frozenset[str]) -> str:
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media not in allowed:
+        raise _reject(
+            "unsupported_media_type",
+            Problem(
+                415, "Unsupported media type",
+                f"send {' or '.join(sorted(allowed))}, not {media or 'no content type'}",
+                kind="unsupported-media-type", field="content-type",
+            ),
+        )
+    return media
+
+
+async def _body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise _too_large(limit)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise _too_large(limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _too_large(limit: int) -> Problem:
+    return _reject(
+        "too_large",
+        Problem(413, "Request body too large", f"the limit is {limit} bytes", kind="too-large",
+                limit_bytes=limit),
+    )
+
+
+def _bad_json(detail: str, errors: list[dict[str, Any]] | None = None) -> Problem:
+    return _reject(
+        "bad_json", Problem(400, "Malformed JSON", detail, kind="bad-json", errors=errors or [])
+    )
+
+
+def _invalid(errors: list[FieldError], batch: bool) -> Problem:
+    first = errors[0]
+    where = f"event {first.index}: " if first.index is not None else ""
+    extra: dict[str, Any] = {"errors": [e.as_dict() for e in errors]}
+    if batch:
+        extra["invalid_indexes"] = sorted({e.index for e in errors if e.index is not None})
+    detail = f"{where}{first.field or 'body'}: {first.reason}"
+    if len(errors) > 1:
+        detail += f" (and {len(errors) - 1} more)"
+    return _reject(
+        "invalid_event",
+        Problem(
+            422, "Invalid batch: nothing was accepted" if batch else "Invalid event",
+            detail, kind="invalid-event", **extra,
+        ),
+    )
+
+
+def _stamp(events: list[Event], now: datetime) -> list[Event]:
+    return [
+        e.model_copy(update={"id": e.id or UUID(str(uuid_utils.uuid7())), "recorded_at": now})
+        for e in events
+    ]
+
+
+async def _publish(request: Request, events: list[Event], principal: Principal) -> list[Ack]:
+    source = f"accordwatch/ingest/{principal.name}"
+    records = [to_record(e, source=source) for e in events]
+    try:
+        acks = await _publisher(request).publish(records)
+    except KafkaUnavailable as exc:
+        raise _reject(
+            "kafka_unavailable",
+            Problem(
+                503, "Kafka unavailable",
+                "the events were not acknowledged by Kafka; retry later with the same ids "
+                "so that a retry never duplicates an event",
+                kind="kafka-unavailable", headers={"Retry-After": "5"},
+                ids=[str(e.id) for e in events], reason=str(exc),
+            ),
+        ) from exc
+    EVENTS_ACCEPTED.inc(len(events))
+    return acks
+
+
+@router.post(
+    "/v1/events",
+    status_code=202,
+    summary="Record one event",
+    responses={**PROBLEM_RESPONSES, 413: {"description": "Too large"}, 415: {"description": "Not JSON"},
+               503: {"description": "Kafka unavailable; retry with the same id"}},
+    openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": EVENT_REF}}}},
+)
+async def post_event(request: Request, principal: Writer) -> Response:
+    """Validate one event, write it to Kafka, and answer its id, partition and offset."""
+    settings = _settings(request)
+    _media_type(request, JSON_TYPES)
+    body = await _body(request, settings.max_event_bytes)
+    try:
+        obj = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise _bad_json(f"the body is not valid JSON: {exc}") from None
+    try:
+        event = parse_event(obj)
+    except InvalidEvent as exc:
+        raise _invalid(exc.errors, batch=False) from None
+    (stamped,) = _stamp([event], datetime.now(UTC))
+    (ack,) = await _publish(request, [stamped], principal)
+    return _json(
+        {"id": str(stamped.id), "partition": ack.partition, "offset": ack.offset,
+         "recorded_at": stamped.recorded_at.isoformat() if stamped.recorded_at else None},
+        202,
+    )
+
+
+def _decode_batch(body: bytes, media: str) -> list[Any]:
+    if media in NDJSON_TYPES:
+        items: list[Any] = []
+        errors: list[dict[str, Any]] = []
+        for line_no, line in enumerate(body.splitlines()):
+            if not line.strip():
+                continue
+            try:
+                items.append(orjson.loads(line))
+            except orjson.JSONDecodeError as exc:
+                errors.append({"index": len(items), "line": line_no + 1, "reason": str(exc)})
+                items.append(None)
+        if errors:
+            raise _bad_json(f"{len(errors)} line(s) are not valid JSON; nothing was accepted", errors)
+        return items
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise _bad_json(f"the body is not valid JSON: {exc}") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("events"), list):
+        raise _invalid([FieldError("events", 'the body must be {"events": [...]}')], batch=True)
+    events: list[Any] = doc["events"]
+    return events
+
+
+@router.post(
+    "/v1/events/batch",
+    status_code=202,
+    summary="Record a batch of events, all or nothing",
+    responses={**PROBLEM_RESPONSES, 413: {"description": "Too large"}, 415: {"description": "Wrong type"},
+               503: {"description": "Kafka unavailable; retry with the same ids"}},
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": {"type": "object", "required": ["events"],
+                               "properties": {"events": {"type": "array", "items": EVENT_REF}}}
+                },
+                "application/x-ndjson": {"schema": {"type": "string", "description": "one event per line"}},
+            },
+        }
+    },
+)
+async def post_batch(request: Request, principal: Writer) -> Response:
+    """Validate every event first; if any is bad, reject the whole batch and list each bad index."""
+    settings = _settings(request)
+    media = _media_type(request, JSON_TYPES | NDJSON_TYPES)
+    body = await _body(request, settings.max_batch_bytes)
+    items = _decode_batch(body, media)
+    if len(items) > settings.max_batch_events:
+        raise _reject(
+            "too_large",
+            Problem(413, "Batch too large", f"{len(items)} events; the limit is {settings.max_batch_events}",
+                    kind="too-large", limit_events=settings.max_batch_events),
+        )
+    if not items:
+        raise _invalid([FieldError("events", "the batch is empty")], batch=True)
+    events: list[Event] = []
+    errors: list[FieldError] = []
+    seen: dict[UUID, int] = {}
+    for index, item in enumerate(items):
+        try:
+            event = parse_event(item, index=index)
+        except InvalidEvent as exc:
+            errors.extend(exc.errors)
+            continue
+        if event.id is not None:
+            if event.id in seen:
+                errors.append(FieldError("id", f"the same id as event {seen[event.id]}", index))
+            seen.setdefault(event.id, index)
+        events.append(event)
+    if errors:
+        raise _invalid(errors, batch=True)
+    stamped = _stamp(events, datetime.now(UTC))
+    acks = await _publish(request, stamped, principal)
+    return _json(
+        {
+            "accepted": len(stamped),
+            "events": [
+                {"id": str(e.id), "partition": a.partition, "offset": a.offset}
+                for e, a in zip(stamped, acks, strict=True)
+            ],
+        },
+        202,
+    )
+
+
+@router.get("/v1/schemas", summary="The event catalogue")
+async def list_schemas(_: Reader) -> list[dict[str, Any]]:
+    """Every event type with its version, description and required data fields."""
+    return catalogue()
+
+
+@router.get("/v1/schemas/{event_type}", summary="The JSON Schema of one event type",
+            responses={404: {"description": "Unknown event type"}})
+async def get_schema(event_type: str, _: Reader) -> Response:
+    """The generated JSON Schema file of `event_type`."""
+    if event_type not in EVENT_TYPES:
+        raise Problem(404, "Unknown event type", f"{event_type!r} is not an event type; "
+                      "GET /v1/schemas lists them", kind="not-found")
+    path: Path = SCHEMA_DIR / f"{event_type}.schema.json"
+    return Response(path.read_bytes(), media_type="application/schema+json")
+
+
+@router.get("/healthz", include_in_schema=False)
+async def healthz() -> dict[str, str]:
+    """Alive."""
+    return {"status": "ok"}
+
+
+@router.get("/readyz", include_in_schema=False)
+async def readyz(request: Request) -> Response:
+    """Ready when Kafka answers."""
+    kafka = await _publisher(request).ready()
+    return _json(
+        {"status": "ready" if kafka else "unavailable", "checks": {"kafka": kafka}},
+        200 if kafka else 503,
+    )

@@ -1,0 +1,51 @@
+"""HTTP glue every FastAPI service shares: request metrics, /metrics, uvicorn defaults."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+
+class RequestMetrics:
+    """Pure ASGI middleware counting responses by route template and status."""
+
+    def __init__(self, app: ASGIApp, counter: Counter) -> None:
+        self.app = app
+        self.counter = counter
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        status = 500
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            route = scope.get("route")
+            template = getattr(route, "path", None) or "unmatched"
+            self.counter.labels(template, str(status)).inc()
+
+
+def add_metrics_endpoint(app: FastAPI) -> None:
+    """Serve the process's Prometheus registry at /metrics."""
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics(_: Request) -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+
+def uvicorn_options(log_level: str) -> dict[str, Any]:
+    """The fast event loop and HTTP parser, quiet access logs."""
+    return {"loop": "uvloop", "http": "httptools", "log_level": log_level, "access_log": False}
