@@ -1,0 +1,33 @@
+"""Projector settings (worker and query API)."""
+
+from __future__ import annotations
+
+from pydantic import AliasChoices, Field
+
+from services.platform.settings import CommonSettings
+
+DEFAULT_DATABASE_URL = "sqlite:///.local/accordwatch.db"
+
+
+class ProjectorSettings(CommonSettings):
+    """The projector worker and its query API."""
+
+    database_url: str = Field(
+        default=DEFAULT_DATABASE_URL,
+        validation_alias=AliasChoices("ACCORDWATCH_DATABASE_URL", "DATABASE_URL"),
+        description="SQLAlchemy URL of the read model (SQLite file or postgresql://).",
+    )
+    api_host: str = Field(default="127.0.0.1", validation_alias="ACCORDWATCH_PROJECTOR_HOST")
+    api_port: int = Field(default=8081, validation_alias="ACCORDWATCH_PROJECTOR_PORT")
+    worker_metrics_port: int = Field(
+        default=9181, validation_alias="ACCORDWATCH_PROJECTOR_METRICS_PORT",
+        description="Port of the projector worker's /metrics.",
+    )
+    consumer_group: str = Field(
+        default="accordwatch-projector", validation_alias="ACCORDWATCH_PROJECTOR_GROUP"
+    )
+    batch_max: int = Field(default=1000, ge=1, validation_alias="ACCORDWATCH_PROJECTOR_BATCH_MAX")
+    batch_within_s: float = Field(
+        default=0.05, gt=0, validation_alias="ACCORDWATCH_PROJECTOR_BATCH_WITHIN_S",
+        description="How long the worker waits to fill a batch before applying what it has.",
+    )
