@@ -21,7 +21,7 @@ EVENT_TYPES: Mapping[str, type[Event]] = {
     for cls in EVENT_CLASSES
 }
 
-AnyEvent = Annotated[Union[*EVENT_CLASSES], Field(discriminator="type")]  # type: ignore[valid-type]  # noqa: UP007
+AnyEvent = Annotated[Union[*EVENT_CLASSES], Field(discriminator="type")]  # type: ignore[valid-type]
 EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(AnyEvent)
 
 RawEvent = dict[str, Any]

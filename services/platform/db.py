@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
-from sqlalchemy import DateTime, Engine, create_engine, event
+from sqlalchemy import DateTime, Engine, create_engine, event, make_url
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 
@@ -33,6 +34,9 @@ class UTCDateTime(TypeDecorator[datetime]):
 def make_engine(url: str, *, writer: bool = False, **kwargs: Any) -> Engine:
     """An engine for `url`; a SQLite writer takes the write lock when its transaction begins."""
     if url.startswith("sqlite"):
+        path = make_url(url).database
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, connect_args={"timeout": 60}, **kwargs)
         _tune_sqlite(engine, writer=writer)
         return engine

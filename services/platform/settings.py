@@ -33,6 +33,10 @@ class CommonSettings(BaseSettings):
         default=None,
         description="JSON file of API keys: [{name, sha256, scopes}], hashes only (see `accordwatch keys`).",
     )
+    home: Path = Field(
+        default=Path(".local"), validation_alias="ACCORDWATCH_HOME",
+        description="Folder for the local stack's state (broker data, SQLite file, worker data, logs).",
+    )
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         default="info", description="Log level of the process."
     )

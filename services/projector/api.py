@@ -375,7 +375,7 @@ def readyz(request: Request) -> Response:
             conn.execute(text("SELECT 1"))
             queries.active_generation(conn)
         ok = True
-    except Exception:  # noqa: BLE001 - any database failure means not ready
+    except Exception:
         ok = False
     return _json({"status": "ready" if ok else "unavailable", "checks": {"database": ok}},
                  200 if ok else 503)
@@ -411,3 +411,18 @@ def create_app(settings: ProjectorSettings, *, engine: Engine | None = None,
 def create_app_from_env() -> FastAPI:
     """Factory for uvicorn: settings from the environment."""
     return create_app(ProjectorSettings())
+
+
+def main() -> None:
+    """Serve the query API: `python -m services.projector.api`."""
+    import uvicorn
+
+    from services.platform.http import uvicorn_options
+
+    settings = ProjectorSettings()
+    uvicorn.run("services.projector.api:create_app_from_env", factory=True,
+                host=settings.api_host, port=settings.api_port, **uvicorn_options(settings.log_level))
+
+
+if __name__ == "__main__":
+    main()

@@ -71,16 +71,19 @@ def _greatest(conn: Connection, a: Any, b: Any) -> Any:
     return func.greatest(a, b) if conn.dialect.name == "postgresql" else func.max(a, b)
 
 
-def active_generation(conn: Connection) -> int:
-    """The generation queries read (1 until the first rebuild swaps)."""
-    active = conn.execute(
-        select(ProjectionGeneration.active).where(ProjectionGeneration.id == 1)
-    ).scalar_one_or_none()
-    if active is None:
-        conn.execute(upsert(conn, ProjectionGeneration.__table__).values(id=1, active=1)
-                     .on_conflict_do_nothing())
-        return 1
-    return active
+def active_generation(conn: Connection, *, lock: bool = False) -> int:
+    """The generation queries read (1 until the first rebuild swaps).
+
+    A writer passes `lock=True`: on PostgreSQL it holds a shared lock on the row until
+    its transaction ends, so `swap` (which takes it exclusively) cannot slip between
+    the writer reading the generation and committing into it. SQLite's writers are
+    serialised by BEGIN IMMEDIATE already.
+    """
+    query = select(ProjectionGeneration.active).where(ProjectionGeneration.id == 1)
+    if lock and conn.dialect.name == "postgresql":
+        query = query.with_for_update(read=True)
+    active = conn.execute(query).scalar_one_or_none()
+    return 1 if active is None else active
 
 
 def load_events(conn: Connection, generation: int, subject: str) -> list[Event]:
@@ -103,7 +106,7 @@ class ReadModelStore:
         """Apply a batch in one transaction (events, subject states, rows, offsets)."""
         applied = Applied()
         with self.engine.begin() as conn:
-            gen = active_generation(conn) if generation is None else generation
+            gen = active_generation(conn, lock=True) if generation is None else generation
             events = self._insert_new(conn, gen, batch, applied)
             by_subject: dict[str, list[Event]] = defaultdict(list)
             for event in events:

@@ -113,6 +113,10 @@ def upgrade() -> None:
     sa.Column('swapped_at', UTCDateTime(), nullable=True),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_projection_generation'))
     )
+    op.bulk_insert(
+        sa.table('projection_generation', sa.column('id', sa.Integer()), sa.column('active', sa.Integer())),
+        [{'id': 1, 'active': 1}],
+    )
     op.create_table('statistics',
     sa.Column('generation', sa.Integer(), nullable=False),
     sa.Column('event_id', sa.Uuid(), nullable=False),

@@ -1,0 +1,28 @@
+# The two commands of the README, plus the ones developers use every day.
+.PHONY: setup setup-test run test lint bench clean
+
+setup:
+	bash scripts/setup.sh
+
+setup-test:
+	bash scripts/setup.sh --test
+
+## Run the whole local stack and load the example timeline; Ctrl-C stops it.
+run: setup
+	.venv/bin/accordwatch run
+
+## Set up and run the whole test suite (what CI runs).
+test: setup-test
+	.venv/bin/python -m pytest
+
+lint: setup-test
+	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .
+	.venv/bin/mypy schemas services tests bench
+
+bench: setup-test
+	.venv/bin/python bench/ingest.py
+	.venv/bin/python bench/projector.py
+
+clean:
+	rm -rf .local

@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# Install everything accordwatch needs, idempotently: `scripts/setup.sh` for the stack,
+# `scripts/setup.sh --test` adds the test tools and the servers the tests start
+# (PostgreSQL and Prometheus from Debian's packages). A second run reuses what the first
+# installed: the virtualenv is stamped with the hash of pyproject.toml, the Kafka jars
+# with the hash of deploy/kafka/pom.xml.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+MODE=run
+[[ "${1:-}" == "--test" ]] && MODE=test
+VENV=.venv
+say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+
+as_root() {
+  if [[ $(id -u) -eq 0 ]]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
+    echo "need root to run: $*" >&2; exit 1; fi
+}
+
+APT_UPDATED=0
+apt_install() {
+  # Never let a package's maintainer script start its daemon: the project starts its own.
+  local created=0
+  if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+    printf '#!/bin/sh\nexit 101\n' | as_root tee /usr/sbin/policy-rc.d >/dev/null
+    as_root chmod +x /usr/sbin/policy-rc.d; created=1
+  fi
+  if [[ $APT_UPDATED -eq 0 ]]; then as_root apt-get update -qq; APT_UPDATED=1; fi
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@"
+  [[ $created -eq 1 ]] && as_root rm -f /usr/sbin/policy-rc.d
+  return 0
+}
+
+# --- system packages ---------------------------------------------------------------
+PY=${PYTHON:-}
+if [[ -z "$PY" ]]; then
+  for candidate in python3.11 python3.12 python3.13 python3; do
+    if command -v "$candidate" >/dev/null && "$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
+      PY=$candidate; break
+    fi
+  done
+fi
+[[ -n "$PY" ]] || { say "installing Python 3"; apt_install python3 python3-venv; PY=python3; }
+
+missing=()
+command -v java >/dev/null || missing+=(openjdk-17-jre-headless)
+command -v mvn >/dev/null || missing+=(maven)
+if [[ $MODE == test ]]; then
+  compgen -G '/usr/lib/postgresql/*/bin/pg_ctl' >/dev/null || missing+=(postgresql)
+  command -v prometheus >/dev/null || missing+=(prometheus)
+fi
+if (( ${#missing[@]} )); then
+  say "installing from Debian: ${missing[*]}"
+  apt_install "${missing[@]}"
+fi
+
+# --- virtualenv ----------------------------------------------------------------------
+EXTRAS=""
+[[ $MODE == test ]] && EXTRAS="[test]"
+STAMP="$VENV/.installed-$MODE"
+WANT=$( (cat pyproject.toml; "$PY" --version) | sha256sum | cut -d' ' -f1)
+if [[ ! -x $VENV/bin/python ]]; then
+  say "creating $VENV with $("$PY" --version)"
+  "$PY" -m venv "$VENV"
+fi
+stamped() { [[ -f "$VENV/.installed-$1" && $(cat "$VENV/.installed-$1") == "$WANT" ]]; }
+if stamped "$MODE" || { [[ $MODE == run ]] && stamped test; }; then
+  :  # up to date
+else
+  say "installing accordwatch$EXTRAS into $VENV"
+  "$VENV/bin/python" -m pip install -q --upgrade pip
+  "$VENV/bin/python" -m pip install -q -e ".$EXTRAS"
+  echo "$WANT" > "$STAMP"
+fi
+
+# --- the local Kafka broker -----------------------------------------------------------
+say "assembling the Kafka broker (cached after the first run)"
+"$VENV/bin/python" -m services.stack.broker assemble

@@ -1,0 +1,151 @@
+"""The whole local stack on its embedded defaults: broker, topics, and every service.
+
+`accordwatch run` uses it for the developer stack (default ports, data under `.local/`),
+and the tests use it for a throwaway stack on free ports beside it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from services.stack.broker import LocalBroker, assemble, default_topics, ensure_topics, free_port
+from services.stack.processes import ServiceProcess
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class Ports:
+    """Every port of the local stack (all on 127.0.0.1)."""
+
+    kafka: int = 9092
+    controller: int = 9093
+    ingest: int = 8080
+    projector_api: int = 8081
+    projector_metrics: int = 9181
+    alerts_api: int = 8082
+    alerts_metrics: int = 9182
+
+    @classmethod
+    def free(cls) -> Ports:
+        return cls(**{name: free_port() for name in cls.__dataclass_fields__})
+
+    @classmethod
+    def from_env(cls) -> Ports:
+        """Defaults, overridden by ACCORDWATCH_<NAME>_PORT variables."""
+        values = {}
+        for name in cls.__dataclass_fields__:
+            raw = os.environ.get(f"ACCORDWATCH_{name.upper()}_PORT")
+            if raw:
+                values[name] = int(raw)
+        return cls(**values)
+
+
+@dataclass
+class LocalStack:
+    """A broker plus service processes sharing one data folder."""
+
+    home: Path
+    ports: Ports
+    dev_key: str
+    database_url: str | None = None
+    partitions: int = 6
+    services: dict[str, ServiceProcess] = field(default_factory=dict)
+    broker: LocalBroker | None = None
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.ports.kafka}"
+
+    @property
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.home / 'accordwatch.db'}"
+
+    @property
+    def urls(self) -> dict[str, str]:
+        p = self.ports
+        return {
+            "ingest": f"http://127.0.0.1:{p.ingest}",
+            "projector": f"http://127.0.0.1:{p.projector_api}",
+            "projector-worker": f"http://127.0.0.1:{p.projector_metrics}",
+        }
+
+    def env(self) -> dict[str, str]:
+        """The environment every service of this stack runs with."""
+        p = self.ports
+        return {
+            "ACCORDWATCH_KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
+            "ACCORDWATCH_DEV_KEY": self.dev_key,
+            "ACCORDWATCH_DATABASE_URL": self.db_url,
+            "ACCORDWATCH_INGEST_PORT": str(p.ingest),
+            "ACCORDWATCH_PROJECTOR_PORT": str(p.projector_api),
+            "ACCORDWATCH_PROJECTOR_METRICS_PORT": str(p.projector_metrics),
+            "ACCORDWATCH_ALERTS_PORT": str(p.alerts_api),
+            "ACCORDWATCH_ALERTS_METRICS_PORT": str(p.alerts_metrics),
+            "ACCORDWATCH_LOG_LEVEL": os.environ.get("ACCORDWATCH_LOG_LEVEL", "warning"),
+            "ACCORDWATCH_HOME": str(self.home),
+        }
+
+    def start_broker(self) -> None:
+        """Assemble (cached), start and wait for the broker; create the topics."""
+        libs = assemble()
+        self.broker = LocalBroker(
+            self.home / "kafka", port=self.ports.kafka, controller_port=self.ports.controller, libs=libs
+        )
+        self.broker.start()
+        self.broker.wait_ready()
+        asyncio.run(ensure_topics(self.bootstrap, default_topics(partitions=self.partitions)))
+
+    def service(self, name: str) -> ServiceProcess:
+        """The process definition of one service (not started)."""
+        p = self.ports
+        table = {
+            "ingest": (["services.ingest"], f"http://127.0.0.1:{p.ingest}/healthz"),
+            "projector-worker": (["services.projector.worker"], f"http://127.0.0.1:{p.projector_metrics}/metrics"),
+            "projector-api": (["services.projector.api"], f"http://127.0.0.1:{p.projector_api}/healthz"),
+        }
+        args, health = table[name]
+        return ServiceProcess(name, args, env=self.env(), log_dir=self.home / "logs", health_url=health, cwd=ROOT)
+
+    def start(self, names: tuple[str, ...] = ("ingest", "projector-worker", "projector-api")) -> None:
+        """Migrate the read model, start the services, wait for each health check."""
+        self.migrate()
+        for name in names:
+            proc = self.services[name] = self.service(name)
+            proc.start()
+        for name in names:
+            self.services[name].wait_healthy(timeout=90)
+
+    def migrate(self) -> None:
+        from services.platform.db import make_engine
+        from services.projector.readmodel.migrate import upgrade
+
+        engine = make_engine(self.db_url)
+        try:
+            upgrade(engine)
+        finally:
+            engine.dispose()
+
+    def restart(self, name: str) -> ServiceProcess:
+        old = self.services.get(name)
+        if old is not None:
+            old.stop()
+        proc = self.services[name] = self.service(name)
+        proc.start()
+        proc.wait_healthy(timeout=90)
+        return proc
+
+    def stop(self) -> None:
+        """Stop services (newest first), then the broker."""
+        for proc in reversed(list(self.services.values())):
+            proc.stop()
+        if self.broker is not None:
+            self.broker.stop()
+
+    def processes(self) -> Iterator[tuple[str, int | None]]:
+        for name, proc in self.services.items():
+            yield name, proc.pid
