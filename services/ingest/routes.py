@@ -163,7 +163,7 @@ async def post_event(request: Request, principal: Writer) -> Response:
     (ack,) = await _publish(request, [stamped], principal)
     return _json(
         {"id": str(stamped.id), "partition": ack.partition, "offset": ack.offset,
-         "recorded_at": stamped.recorded_at.isoformat() if stamped.recorded_at else None},
+         "recorded_at": stamped.model_dump(mode="json")["recorded_at"]},
         202,
     )
 

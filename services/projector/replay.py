@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -51,17 +51,21 @@ async def rebuild(
     topic = settings.events_topic
     building = await asyncio.to_thread(store.start_generation)
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap_servers, enable_auto_commit=False,
+        topic, bootstrap_servers=settings.kafka_bootstrap_servers, enable_auto_commit=False,
         auto_offset_reset="earliest", max_partition_fetch_bytes=8 * 1024 * 1024,
-        fetch_max_bytes=64 * 1024 * 1024, isolation_level="read_uncommitted",
+        fetch_max_bytes=64 * 1024 * 1024,
     )
     await consumer.start()
     started = time.perf_counter()
     records = undecodable = 0
     try:
-        partitions = consumer.partitions_for_topic(topic) or set()
-        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
-        consumer.assign(tps)
+        # Without a group, subscribing assigns every partition of the topic.
+        deadline = time.monotonic() + 30
+        while not consumer.assignment():
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"topic {topic} does not exist on {settings.kafka_bootstrap_servers}")
+            await asyncio.sleep(0.05)
+        tps = sorted(consumer.assignment())
         await consumer.seek_to_beginning(*tps)
         pending: asyncio.Task[None] | None = None
         while True:

@@ -54,6 +54,7 @@ class LocalStack:
     dev_key: str
     database_url: str | None = None
     partitions: int = 6
+    extra_env: dict[str, str] = field(default_factory=dict)
     services: dict[str, ServiceProcess] = field(default_factory=dict)
     broker: LocalBroker | None = None
 
@@ -88,6 +89,7 @@ class LocalStack:
             "ACCORDWATCH_ALERTS_METRICS_PORT": str(p.alerts_metrics),
             "ACCORDWATCH_LOG_LEVEL": os.environ.get("ACCORDWATCH_LOG_LEVEL", "warning"),
             "ACCORDWATCH_HOME": str(self.home),
+            **self.extra_env,
         }
 
     def start_broker(self) -> None:
