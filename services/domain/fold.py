@@ -201,20 +201,34 @@ def fold(subject: str, resolution: Resolution, *, as_of: datetime | None = None)
     return state
 
 
-def advance(state: SubjectState, events: Sequence[Event]) -> SubjectState | None:
-    """Fold events that all come after the state's last one; None if a full project is needed."""
+def advance(state: SubjectState, events: Sequence[Event], *, in_place: bool = False) -> SubjectState | None:
+    """Fold events that all come after the state's last one; None if a full project is needed.
+
+    The state is copied first unless `in_place` (for a caller that owns a throwaway state,
+    such as one just read from a snapshot).
+    """
     ordered = sorted(events, key=lambda e: e.sort_key)
     if not ordered:
         return state
     if any(isinstance(e, META_TYPES) or e.event_id in state.meta_targets for e in ordered):
         return None
-    if state.last_key is not None and ordered[0].sort_key <= state.last_key:
+    late = [e for e in ordered if state.last_key is not None and e.sort_key <= state.last_key]
+    if any(not isinstance(e, ORDER_FREE_TYPES) for e in late):
         return None
-    new = state.model_copy(deep=True)
+    new = state if in_place else state.model_copy(deep=True)
+    last_key = state.last_key
     horizon = Horizon()
     for event in ordered:
+        if last_key is not None and event.sort_key <= last_key:
+            # A late figure changes nothing in the state but its count: no re-fold needed.
+            new.event_count += 1
+            continue
         _fold_one(event, new, horizon)
     return new
+
+
+# Types whose fold is independent of order: a late one needs no re-fold of its subject.
+ORDER_FREE_TYPES = (StatisticReported,)
 
 
 def is_meta(event: Event) -> bool:

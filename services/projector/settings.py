@@ -31,3 +31,7 @@ class ProjectorSettings(CommonSettings):
         default=0.05, gt=0, validation_alias="ACCORDWATCH_PROJECTOR_BATCH_WITHIN_S",
         description="How long the worker waits to fill a batch before applying what it has.",
     )
+    session_timeout_s: float = Field(
+        default=10.0, ge=6, validation_alias="ACCORDWATCH_PROJECTOR_SESSION_TIMEOUT_S",
+        description="Consumer-group session timeout: how soon a dead worker's partitions are reassigned.",
+    )

@@ -61,6 +61,9 @@ def faust_app(
         topic_disable_leader=True,
         consumer_auto_offset_reset="earliest",
         broker_commit_interval=1.0,
+        # A crashed worker's partitions move to the others after this long (Kafka's minimum is 6 s).
+        broker_session_timeout=settings.session_timeout_s,
+        broker_heartbeat_interval=max(1.0, settings.session_timeout_s / 4),
         producer_acks=-1,
         stream_buffer_maxsize=max(4 * settings.batch_max, 4096),
         broker_max_poll_records=settings.batch_max,

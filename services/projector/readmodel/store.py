@@ -158,7 +158,7 @@ class ReadModelStore:
         for subject in subjects:
             new_events = by_subject[subject]
             previous = snapshots.get(subject)
-            state = advance(previous, new_events) if previous is not None else None
+            state = advance(previous, new_events, in_place=True) if previous is not None else None
             if state is None:
                 everything = new_events if previous is None else load_events(conn, gen, subject)
                 resolution = resolve(everything)
@@ -265,10 +265,9 @@ class ReadModelStore:
     def swap(self, building: int, topic: str) -> bool:
         """Make `building` the active generation if it is at least as far as the active one."""
         with self.engine.begin() as conn:
-            row = conn.execute(
-                select(ProjectionGeneration).where(ProjectionGeneration.id == 1).with_for_update()
+            active = conn.execute(
+                select(ProjectionGeneration.active).where(ProjectionGeneration.id == 1).with_for_update()
             ).scalar_one()
-            active = row.active
             live = self._positions(conn, active, topic)
             rebuilt = self._positions(conn, building, topic)
             if any(rebuilt.get(p, 0) < o for p, o in live.items()):
