@@ -13,34 +13,18 @@ import httpx
 import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
-from sqlalchemy import Engine, select
+from sqlalchemy import select
 
 from services.platform.db import make_engine
 from services.projector.readmodel.store import ReadModelStore, active_generation
-from services.projector.readmodel.tables import Base, StoredEvent
+from services.projector.readmodel.tables import StoredEvent
 from services.projector.replay import rebuild
 from services.projector.settings import ProjectorSettings
-from tests.conftest import Broker, RunningStack, make_stack, read_topic, wait_for
+from tests.conftest import Broker, RunningStack, dump_generation, make_stack, read_topic, wait_for
 from tests.samples import event
 from tests.workload import realistic_events
 
 pytestmark = [pytest.mark.kafka, pytest.mark.stack]
-
-VOLATILE = {"generation", "updated_at", "partition", "offset"}
-
-
-def dump_generation(engine: Engine, generation: int) -> dict[str, list[tuple[Any, ...]]]:
-    """Every read-model row of a generation, without bookkeeping columns, in a stable order."""
-    out: dict[str, list[tuple[Any, ...]]] = {}
-    with engine.connect() as conn:
-        for table in Base.metadata.sorted_tables:
-            if "generation" not in table.c or table.name == "projection_generation":
-                continue
-            columns = [c for c in table.c if c.name not in VOLATILE]
-            rows = conn.execute(select(*columns).where(table.c.generation == generation)).all()
-            out[table.name] = sorted((tuple(repr(v) for v in row) for row in rows))
-    return out
-
 
 def agreement(stack: RunningStack, subject: str, **params: str) -> dict[str, Any] | None:
     response = stack.query.get(f"/v1/agreements/{subject}", params=params)
