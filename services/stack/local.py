@@ -22,12 +22,12 @@ ROOT = Path(__file__).resolve().parents[2]
 class Ports:
     """Every port of the local stack (all on 127.0.0.1)."""
 
-    kafka: int = 9092
+    kafka: int = 9092  # ACCORDWATCH_KAFKA_PORT, and so on for each
     controller: int = 9093
     ingest: int = 8080
-    projector_api: int = 8081
+    projector: int = 8081
     projector_metrics: int = 9181
-    alerts_api: int = 8082
+    alerts: int = 8082
     alerts_metrics: int = 9182
 
     @classmethod
@@ -71,7 +71,7 @@ class LocalStack:
         p = self.ports
         return {
             "ingest": f"http://127.0.0.1:{p.ingest}",
-            "projector": f"http://127.0.0.1:{p.projector_api}",
+            "projector": f"http://127.0.0.1:{p.projector}",
             "projector-worker": f"http://127.0.0.1:{p.projector_metrics}",
         }
 
@@ -83,9 +83,9 @@ class LocalStack:
             "ACCORDWATCH_DEV_KEY": self.dev_key,
             "ACCORDWATCH_DATABASE_URL": self.db_url,
             "ACCORDWATCH_INGEST_PORT": str(p.ingest),
-            "ACCORDWATCH_PROJECTOR_PORT": str(p.projector_api),
+            "ACCORDWATCH_PROJECTOR_PORT": str(p.projector),
             "ACCORDWATCH_PROJECTOR_METRICS_PORT": str(p.projector_metrics),
-            "ACCORDWATCH_ALERTS_PORT": str(p.alerts_api),
+            "ACCORDWATCH_ALERTS_PORT": str(p.alerts),
             "ACCORDWATCH_ALERTS_METRICS_PORT": str(p.alerts_metrics),
             "ACCORDWATCH_LOG_LEVEL": os.environ.get("ACCORDWATCH_LOG_LEVEL", "warning"),
             "ACCORDWATCH_HOME": str(self.home),
@@ -108,7 +108,7 @@ class LocalStack:
         table = {
             "ingest": (["services.ingest"], f"http://127.0.0.1:{p.ingest}/healthz"),
             "projector-worker": (["services.projector.worker"], f"http://127.0.0.1:{p.projector_metrics}/metrics"),
-            "projector-api": (["services.projector.api"], f"http://127.0.0.1:{p.projector_api}/healthz"),
+            "projector-api": (["services.projector.api"], f"http://127.0.0.1:{p.projector}/healthz"),
         }
         args, health = table[name]
         return ServiceProcess(name, args, env=self.env(), log_dir=self.home / "logs", health_url=health, cwd=ROOT)

@@ -1,0 +1,202 @@
+"""Projector benchmark: rebuild throughput, end-to-end freshness, worker memory.
+
+In one run, on its own broker and PostgreSQL server (127.0.0.1, free ports):
+(a) 100,000 realistic events written to a topic, then read by a raw aiokafka consumer
+    (the baseline) and rebuilt into SQLite and into PostgreSQL;
+(b) freshness: events POSTed to ingest at a steady rate, each polled on the query API
+    until visible; p50/p99 of 202 -> visible;
+(c) the projector worker's RSS after it has folded the 100,000 events.
+
+    .venv/bin/python bench/projector.py [--events 100000] [--rate 200] [--seconds 15]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import shutil
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import orjson
+from aiokafka import AIOKafkaConsumer
+from common import Timer, latency_ms, proc_memory_mb, write_results
+from sqlalchemy import func, select
+
+from schemas.cloudevents import to_record
+from schemas.registry import parse_event
+from services.platform.auth import new_key
+from services.platform.db import make_engine
+from services.platform.kafka import make_producer
+from services.projector.readmodel.migrate import upgrade
+from services.projector.readmodel.store import ReadModelStore
+from services.projector.readmodel.tables import StoredEvent
+from services.projector.replay import rebuild
+from services.projector.settings import ProjectorSettings
+from services.stack.broker import TopicSpec, ensure_topics
+from services.stack.local import LocalStack, Ports
+from services.stack.postgres import LocalPostgres
+from tests.workload import realistic_events
+
+TOPIC = "bench.events"
+
+
+async def fill_topic(bootstrap: str, count: int) -> None:
+    now = datetime.now(UTC).isoformat()
+    producer = make_producer(bootstrap, client_id="bench-fill", linger_ms=20)
+    await producer.start()
+    try:
+        pending = []
+        for doc in realistic_events(count, seed=42):
+            record = to_record(parse_event({**doc, "recorded_at": now}), source="bench")
+            pending.append(await producer.send(TOPIC, record.value, key=record.key, headers=record.headers))
+            if len(pending) >= 5000:
+                await asyncio.gather(*pending)
+                pending.clear()
+        await asyncio.gather(*pending)
+    finally:
+        await producer.stop()
+
+
+async def raw_consume(bootstrap: str, count: int) -> dict[str, Any]:
+    consumer = AIOKafkaConsumer(TOPIC, bootstrap_servers=bootstrap, enable_auto_commit=False,
+                                auto_offset_reset="earliest", fetch_max_bytes=64 * 1024 * 1024,
+                                max_partition_fetch_bytes=8 * 1024 * 1024)
+    await consumer.start()
+    try:
+        seen = 0
+        with Timer() as timer:
+            while seen < count:
+                for batch in (await consumer.getmany(timeout_ms=500, max_records=5000)).values():
+                    seen += len(batch)
+    finally:
+        await consumer.stop()
+    return {"events": seen, "seconds": round(timer.seconds, 3), "events_per_s": round(seen / timer.seconds)}
+
+
+def rebuild_into(url: str, bootstrap: str) -> dict[str, Any]:
+    engine = make_engine(url, writer=True)
+    upgrade(engine)
+    settings = ProjectorSettings(database_url=url, kafka_bootstrap_servers=bootstrap, events_topic=TOPIC)
+    result = asyncio.run(rebuild(settings, ReadModelStore(engine)))
+    engine.dispose()
+    return {"events": result.records, "seconds": round(result.seconds, 3),
+            "events_per_s": round(result.events_per_second)}
+
+
+async def freshness(ingest: str, query: str, key: str, rate: float, seconds: float) -> dict[str, Any]:
+    docs = list(realistic_events(int(rate * seconds), seed=99, subjects=300))
+    headers = {"Authorization": f"Bearer {key}"}
+    lags: list[float] = []
+    failures = 0
+
+    async def one(session: aiohttp.ClientSession, doc: dict[str, Any]) -> None:
+        nonlocal failures
+        async with session.post(f"{ingest}/v1/events", data=orjson.dumps(doc),
+                                headers={**headers, "Content-Type": "application/json"}) as response:
+            body = await response.json()
+            if response.status != 202:
+                failures += 1
+                return
+        acked = time.perf_counter()
+        deadline = acked + 30
+        while time.perf_counter() < deadline:
+            async with session.get(f"{query}/v1/events/{body['id']}", headers=headers) as seen:
+                await seen.read()
+                if seen.status == 200:
+                    lags.append(time.perf_counter() - acked)
+                    return
+            await asyncio.sleep(0.01)
+        failures += 1
+
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=200)) as session:
+        tasks = []
+        started = time.perf_counter()
+        for n, doc in enumerate(docs):  # a steady schedule, not a burst
+            delay = started + n / rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one(session, doc)))
+        await asyncio.gather(*tasks)
+    return {"rate_per_s": rate, "events": len(docs), "visible": len(lags), "failures": failures,
+            "ack_to_visible_ms": latency_ms(lags)}
+
+
+def wait_applied(url: str, count: int, timeout: float) -> float:
+    engine = make_engine(url)
+    started = time.perf_counter()
+    try:
+        while time.perf_counter() - started < timeout:
+            with engine.connect() as conn:
+                if conn.execute(select(func.count()).select_from(StoredEvent)).scalar_one() >= count:
+                    return time.perf_counter() - started
+            time.sleep(0.5)
+        raise TimeoutError(f"the worker did not apply {count} events in {timeout}s")
+    finally:
+        engine.dispose()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--events", type=int, default=100_000)
+    parser.add_argument("--rate", type=float, default=200.0)
+    parser.add_argument("--seconds", type=float, default=15.0)
+    args = parser.parse_args()
+
+    home = Path(tempfile.mkdtemp(prefix="accordwatch-bench-projector-"))
+    key = new_key()
+    postgres = LocalPostgres().start()
+    stack = LocalStack(home=home, ports=Ports.free(), dev_key=key)
+    results: dict[str, Any] = {}
+    try:
+        stack.start_broker()
+        asyncio.run(ensure_topics(stack.bootstrap, [TopicSpec(TOPIC, 6, {"retention.ms": "-1"})]))
+        asyncio.run(fill_topic(stack.bootstrap, args.events))
+        raw = asyncio.run(raw_consume(stack.bootstrap, args.events))
+        sqlite = rebuild_into(f"sqlite:///{home / 'rebuild.db'}", stack.bootstrap)
+        pg = rebuild_into(postgres.create_database("rebuild"), stack.bootstrap)
+        results["rebuild"] = {
+            "raw_consumer": raw, "sqlite": sqlite, "postgresql": pg,
+            "sqlite_vs_raw": round(sqlite["events_per_s"] / raw["events_per_s"], 3),
+            "postgresql_vs_raw": round(pg["events_per_s"] / raw["events_per_s"], 3),
+        }
+
+        # (b) freshness on the live stack (its own topic), (c) worker memory on the 100k topic.
+        stack.start(("ingest", "projector-worker", "projector-api"))
+        results["freshness"] = asyncio.run(freshness(stack.urls["ingest"], stack.urls["projector"], key,
+                                                     args.rate, args.seconds))
+        worker = stack.service("projector-worker")
+        worker.name = "projector-worker-100k"
+        worker.env.update({"ACCORDWATCH_EVENTS_TOPIC": TOPIC, "ACCORDWATCH_PROJECTOR_GROUP": "bench-memory",
+                           "ACCORDWATCH_DATABASE_URL": f"sqlite:///{home / 'memory.db'}",
+                           "ACCORDWATCH_PROJECTOR_METRICS_PORT": str(Ports.free().projector_metrics)})
+        stack.migrate()
+        worker.health_url = None
+        worker.start()
+        try:
+            took = wait_applied(f"sqlite:///{home / 'memory.db'}", args.events, timeout=900)
+            assert worker.pid is not None
+            results["worker_after_100k"] = {"seconds_to_apply": round(took, 1),
+                                            "events_per_s": round(args.events / took),
+                                            "memory_mb": proc_memory_mb(worker.pid)}
+        finally:
+            worker.stop()
+        results["goals"] = {
+            "rebuild_sqlite_events_per_s>=10000": sqlite["events_per_s"] >= 10_000,
+            "rebuild_sqlite_vs_raw>=0.3": results["rebuild"]["sqlite_vs_raw"] >= 0.3,
+            "freshness_p99_ms<=250": results["freshness"]["ack_to_visible_ms"]["p99"] <= 250,
+            "worker_rss_mb<=200": results["worker_after_100k"]["memory_mb"].get("VmRSS", 1e9) <= 200,
+        }
+        write_results("projector", results)
+    finally:
+        stack.stop()
+        postgres.stop()
+        shutil.rmtree(home, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
