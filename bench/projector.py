@@ -164,17 +164,21 @@ def main() -> None:
             "sqlite_vs_raw": round(sqlite["events_per_s"] / raw["events_per_s"], 3),
             "postgresql_vs_raw": round(pg["events_per_s"] / raw["events_per_s"], 3),
         }
+        print("rebuild:", results["rebuild"], flush=True)
 
         # (b) freshness on the live stack (its own topic), (c) worker memory on the 100k topic.
         stack.start(("ingest", "projector-worker", "projector-api"))
         results["freshness"] = asyncio.run(freshness(stack.urls["ingest"], stack.urls["projector"], key,
                                                      args.rate, args.seconds))
+        print("freshness:", results["freshness"], flush=True)
         worker = stack.service("projector-worker")
         worker.name = "projector-worker-100k"
         worker.env.update({"ACCORDWATCH_EVENTS_TOPIC": TOPIC, "ACCORDWATCH_PROJECTOR_GROUP": "bench-memory",
                            "ACCORDWATCH_DATABASE_URL": f"sqlite:///{home / 'memory.db'}",
                            "ACCORDWATCH_PROJECTOR_METRICS_PORT": str(Ports.free().projector_metrics)})
-        stack.migrate()
+        memory_db = make_engine(f"sqlite:///{home / 'memory.db'}")
+        upgrade(memory_db)
+        memory_db.dispose()
         worker.health_url = None
         worker.start()
         try:
