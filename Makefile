@@ -17,7 +17,6 @@ test: setup-test
 
 lint: setup-test
 	.venv/bin/ruff check .
-	.venv/bin/ruff format --check .
 	.venv/bin/mypy schemas services tests bench
 
 bench: setup-test

@@ -178,9 +178,8 @@ class TransferReportedData(EventData):
     def _consistent(self) -> TransferReportedData:
         if self.period_start and self.period_end and _after(self.period_start, self.period_end):
             raise ValueError("period_start is after period_end")
-        if self.nationalities and not self.approximate:
-            if sum(self.nationalities.values()) > self.count:
-                raise ValueError("nationalities add up to more than count")
+        if self.nationalities and not self.approximate and sum(self.nationalities.values()) > self.count:
+            raise ValueError("nationalities add up to more than count")
         return self
 
 

@@ -23,7 +23,9 @@ ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples" / "seed-timeline.ndjson"
 
 app = typer.Typer(
-    name="accordwatch", no_args_is_help=True, add_completion=False,
+    name="accordwatch",
+    no_args_is_help=True,
+    add_completion=False,
     help="accordwatch: the system of record for asylum cooperative agreements, and the alarm bell on top.",
 )
 console = Console()
@@ -93,8 +95,12 @@ def run(
     data = home()
     data.mkdir(parents=True, exist_ok=True)
     key = os.environ.get("ACCORDWATCH_DEV_KEY") or _dev_key(data)
-    stack = LocalStack(home=data, ports=Ports.from_env(), dev_key=key,
-                       database_url=os.environ.get("ACCORDWATCH_DATABASE_URL") or os.environ.get("DATABASE_URL"))
+    stack = LocalStack(
+        home=data,
+        ports=Ports.from_env(),
+        dev_key=key,
+        database_url=os.environ.get("ACCORDWATCH_DATABASE_URL") or os.environ.get("DATABASE_URL"),
+    )
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
@@ -188,11 +194,12 @@ def _read_lines(path: Path | None) -> Iterator[Any]:
 
 def _post_lines(client: httpx.Client, events: list[Any], *, show: bool, batch: int = 1000) -> int:
     accepted = 0
-    with Progress(TextColumn("posting"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=err, disable=not show) as progress:
+    with Progress(
+        TextColumn("posting"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err, disable=not show
+    ) as progress:
         task = progress.add_task("post", total=len(events))
         for start in range(0, len(events), batch):
-            chunk = events[start:start + batch]
+            chunk = events[start : start + batch]
             response = client.post("/v1/events/batch", json={"events": chunk})
             if response.status_code != 202:
                 if start:
@@ -256,10 +263,15 @@ def status(
     for a in rows:
         total = f"{'~' if a.get('transfers_approximate') else ''}{a.get('transfers_total', 0)}"
         target = a.get("transfer_target")
-        table.add_row(a["id"], a.get("partner") or "", a.get("status") or "(nothing yet)",
-                      str(a.get("status_since") or ""), f"{total} / {target if target else '-'}",
-                      f"{a.get('last_event_type') or ''} {a.get('last_event_at') or ''}".strip(),
-                      a.get("confidence") or "")
+        table.add_row(
+            a["id"],
+            a.get("partner") or "",
+            a.get("status") or "(nothing yet)",
+            str(a.get("status_since") or ""),
+            f"{total} / {target if target else '-'}",
+            f"{a.get('last_event_type') or ''} {a.get('last_event_at') or ''}".strip(),
+            a.get("confidence") or "",
+        )
     console.print(table)
 
 
@@ -272,9 +284,13 @@ def timeline(
     """Every event of an agreement or case, in occurred_at order, with corrections shown."""
     try:
         with _client(projector) as client:
-            response = client.get(f"/v1/agreements/{subject}/timeline", params={"known_at": known_at} if known_at else {})
+            response = client.get(
+                f"/v1/agreements/{subject}/timeline", params={"known_at": known_at} if known_at else {}
+            )
             if response.status_code == 404:
-                response = client.get(f"/v1/cases/{subject}/timeline", params={"known_at": known_at} if known_at else {})
+                response = client.get(
+                    f"/v1/cases/{subject}/timeline", params={"known_at": known_at} if known_at else {}
+                )
             if response.status_code != 200:
                 raise _fail(response)
             items = response.json()["items"]
@@ -285,8 +301,13 @@ def timeline(
         table.add_column(column)
     for item in items:
         note = item.get("annotation") or {}
-        table.add_row(str(item.get("occurred_at")), item.get("type", ""), item.get("confidence", ""),
-                      item.get("summary") or "", note.get("status", "") if isinstance(note, dict) else str(note))
+        table.add_row(
+            str(item.get("occurred_at")),
+            item.get("type", ""),
+            item.get("confidence", ""),
+            item.get("summary") or "",
+            note.get("status", "") if isinstance(note, dict) else str(note),
+        )
     console.print(table)
 
 
@@ -301,10 +322,12 @@ def replay(
     overrides = {"database_url": database_url} if database_url else {}
     if not database_url and not os.environ.get("DATABASE_URL"):
         overrides["database_url"] = f"sqlite:///{home() / 'accordwatch.db'}"
-    settings = ProjectorSettings(**overrides)
+    settings = ProjectorSettings(**overrides)  # type: ignore[arg-type]
     result = rebuild_with_progress(settings, console=err)
-    console.print(f"rebuilt generation {result.generation} from {result.records} records "
-                  f"({result.events_per_second:,.0f} events/s); swapped in")
+    console.print(
+        f"rebuilt generation {result.generation} from {result.records} records "
+        f"({result.events_per_second:,.0f} events/s); swapped in"
+    )
 
 
 @app.command()

@@ -193,7 +193,7 @@ def dump_generation(engine: Engine, generation: int) -> dict[str, list[tuple[Any
                 continue
             columns = [c for c in table.c if c.name not in VOLATILE]
             rows = conn.execute(select(*columns).where(table.c.generation == generation)).all()
-            out[table.name] = sorted((tuple(repr(v) for v in row) for row in rows))
+            out[table.name] = sorted(tuple(repr(v) for v in row) for row in rows)
     return out
 
 

@@ -541,7 +541,8 @@ def _(event: StayDecided, state: SubjectState, horizon: Horizon) -> None:
     d = event.data
     pending = c.pending_stays
     same_court = [r for r in pending if r.court.casefold() == d.court.casefold()]
-    request = (same_court or pending or [None])[-1]
+    candidates = same_court or pending
+    request = candidates[-1] if candidates else None
     if request is not None:
         request.status = d.decision
         request.decided_by = event.event_id

@@ -68,7 +68,7 @@ class Keyring:
                 ApiKeyEntry(
                     name="dev",
                     sha256=hash_key(settings.dev_key.get_secret_value()),
-                    scopes=ALL_SCOPES,  # type: ignore[arg-type]
+                    scopes=ALL_SCOPES,
                 )
             )
         return cls(entries)

@@ -23,6 +23,7 @@ from services.platform.http import RequestMetrics, add_metrics_endpoint
 from services.platform.problems import PROBLEM_RESPONSES, Problem, install_problem_handlers
 from services.projector import metrics
 from services.projector.readmodel import queries
+from services.projector.readmodel.store import active_generation
 from services.projector.settings import ProjectorSettings
 
 Clock = Callable[[], datetime]
@@ -31,8 +32,10 @@ Limit = Annotated[int, Query(ge=1, le=500, description="Page size.")]
 PageToken = Annotated[str | None, Query(description="The `next` token of the previous page.")]
 AsOf = Annotated[
     str | None,
-    Query(description="World date or time: the status from events that occurred up to then "
-                      "(a date means the end of that day, UTC)."),
+    Query(
+        description="World date or time: the status from events that occurred up to then "
+        "(a date means the end of that day, UTC)."
+    ),
 ]
 KnownAt = Annotated[
     str | None,
@@ -43,8 +46,7 @@ router = APIRouter()
 
 
 def _json(content: Any, status: int = 200) -> Response:
-    return Response(orjson.dumps(content, default=_default), status_code=status,
-                    media_type="application/json")
+    return Response(orjson.dumps(content, default=_default), status_code=status, media_type="application/json")
 
 
 def _default(value: Any) -> Any:
@@ -70,8 +72,13 @@ def parse_bound(name: str, raw: str | None) -> datetime | None:
     try:
         moment = parse_moment(raw)
     except ValueError as exc:
-        raise Problem(422, "Invalid query parameter", f"{name}: {exc}", kind="invalid-request",
-                      errors=[{"field": f"query.{name}", "reason": str(exc)}]) from None
+        raise Problem(
+            422,
+            "Invalid query parameter",
+            f"{name}: {exc}",
+            kind="invalid-request",
+            errors=[{"field": f"query.{name}", "reason": str(exc)}],
+        ) from None
     if isinstance(moment, datetime):
         return moment.astimezone(UTC)
     return datetime.combine(moment + timedelta(days=1), time.min, tzinfo=UTC) - timedelta(microseconds=1)
@@ -87,9 +94,13 @@ def _after(token: str | None) -> str | None:
     try:
         return base64.urlsafe_b64decode(token.encode()).decode()
     except (ValueError, UnicodeDecodeError):
-        raise Problem(422, "Invalid query parameter", "page_token: not a token this API gave",
-                      kind="invalid-request",
-                      errors=[{"field": "query.page_token", "reason": "not a token this API gave"}]) from None
+        raise Problem(
+            422,
+            "Invalid query parameter",
+            "page_token: not a token this API gave",
+            kind="invalid-request",
+            errors=[{"field": "query.page_token", "reason": "not a token this API gave"}],
+        ) from None
 
 
 def _dump(value: Any) -> Any:
@@ -109,12 +120,25 @@ def agreement_out(
 ) -> dict[str, Any]:
     """The agreement object of the HTTP contract."""
     a = state.agreement if state is not None else None
-    base: dict[str, Any] = {"id": subject, "as_of": as_of.isoformat() if as_of else None,
-                            "known_at": known_at.isoformat() if known_at else None}
+    base: dict[str, Any] = {
+        "id": subject,
+        "as_of": as_of.isoformat() if as_of else None,
+        "known_at": known_at.isoformat() if known_at else None,
+    }
     if a is None or state is None:
-        return {**base, "status": None, "status_since": None, "parties": [], "signed_on": None,
-                "in_force_on": None, "transfers_total": 0, "transfers_approximate": False,
-                "transfer_target": None, "last_event_at": None, "event_count": 0}
+        return {
+            **base,
+            "status": None,
+            "status_since": None,
+            "parties": [],
+            "signed_on": None,
+            "in_force_on": None,
+            "transfers_total": 0,
+            "transfers_approximate": False,
+            "transfer_target": None,
+            "last_event_at": None,
+            "event_count": 0,
+        }
     partners = [p for p in a.parties if p != "US"]
     return {
         **base,
@@ -158,12 +182,16 @@ def deadline_out(d: Deadline, now: datetime) -> dict[str, Any]:
     return {**d.model_dump(mode="json"), "status": state, "time_left_seconds": round(left)}
 
 
-def case_out(state: SubjectState | None, subject: str, *, as_of: datetime | None,
-             known_at: datetime | None, now: datetime) -> dict[str, Any]:
+def case_out(
+    state: SubjectState | None, subject: str, *, as_of: datetime | None, known_at: datetime | None, now: datetime
+) -> dict[str, Any]:
     """A case: rulings, stay requests (pending and decided), deadlines."""
     c = state.case if state is not None else None
-    base: dict[str, Any] = {"id": subject, "as_of": as_of.isoformat() if as_of else None,
-                            "known_at": known_at.isoformat() if known_at else None}
+    base: dict[str, Any] = {
+        "id": subject,
+        "as_of": as_of.isoformat() if as_of else None,
+        "known_at": known_at.isoformat() if known_at else None,
+    }
     if c is None or state is None:
         return {**base, "status": None, "rulings": [], "stay_requests": [], "deadlines": []}
     return {
@@ -206,8 +234,9 @@ def _not_found(kind: str, subject: str) -> Problem:
 
 
 @router.get("/v1/agreements", summary="Agreement statuses", responses=PROBLEM_RESPONSES)
-def list_agreements(request: Request, _: Reader, status: str | None = None, limit: Limit = 50,
-                    page_token: PageToken = None) -> Response:
+def list_agreements(
+    request: Request, _: Reader, status: str | None = None, limit: Limit = 50, page_token: PageToken = None
+) -> Response:
     """Every agreement's current status, ordered by id, a page at a time."""
     with _conn(request) as conn:
         page = queries.list_agreements(conn, status=status, after=_after(page_token), limit=limit)
@@ -216,10 +245,14 @@ def list_agreements(request: Request, _: Reader, status: str | None = None, limi
     return _json({"items": items, "next": _token(page.next_after)})
 
 
-@router.get("/v1/agreements/{agreement_id}", summary="One agreement, as of any date",
-            responses={**PROBLEM_RESPONSES, 404: {"description": "Unknown agreement"}})
-def get_agreement(request: Request, agreement_id: str, _: Reader, as_of: AsOf = None,
-                  known_at: KnownAt = None) -> Response:
+@router.get(
+    "/v1/agreements/{agreement_id}",
+    summary="One agreement, as of any date",
+    responses={**PROBLEM_RESPONSES, 404: {"description": "Unknown agreement"}},
+)
+def get_agreement(
+    request: Request, agreement_id: str, _: Reader, as_of: AsOf = None, known_at: KnownAt = None
+) -> Response:
     """The agreement's status now, or as of a date and as known at a time."""
     as_of_at, known = parse_bound("as_of", as_of), parse_bound("known_at", known_at)
     with _conn(request) as conn:
@@ -230,43 +263,64 @@ def get_agreement(request: Request, agreement_id: str, _: Reader, as_of: AsOf = 
     return _json(agreement_out(state, agreement_id, as_of=as_of_at, known_at=known))
 
 
-def _timeline(request: Request, subject: str, known_at: str | None, limit: int,
-              page_token: str | None) -> Response:
+def _timeline(request: Request, subject: str, known_at: str | None, limit: int, page_token: str | None) -> Response:
     known = parse_bound("known_at", known_at)
     start = int(_after(page_token) or 0)
     with _conn(request) as conn:
         if not queries.subject_exists(conn, subject):
             raise _not_found("subject", subject)
         entries = queries.timeline(conn, subject, known_at=known)
-    chunk = entries[start:start + limit]
+    chunk = entries[start : start + limit]
     more = start + limit < len(entries)
-    return _json({
-        "subject": subject,
-        "total": len(entries),
-        "items": [{**event_out(e.event, e.annotation), "partition": e.partition, "offset": e.offset}
-                  for e in chunk],
-        "next": _token(str(start + limit)) if more else None,
-    })
+    return _json(
+        {
+            "subject": subject,
+            "total": len(entries),
+            "items": [
+                {**event_out(e.event, e.annotation), "partition": e.partition, "offset": e.offset} for e in chunk
+            ],
+            "next": _token(str(start + limit)) if more else None,
+        }
+    )
 
 
-@router.get("/v1/agreements/{agreement_id}/timeline", summary="Every event of an agreement",
-            responses={**PROBLEM_RESPONSES, 404: {"description": "Unknown agreement"}})
-def agreement_timeline(request: Request, agreement_id: str, _: Reader, known_at: KnownAt = None,
-                       limit: Limit = 100, page_token: PageToken = None) -> Response:
+@router.get(
+    "/v1/agreements/{agreement_id}/timeline",
+    summary="Every event of an agreement",
+    responses={**PROBLEM_RESPONSES, 404: {"description": "Unknown agreement"}},
+)
+def agreement_timeline(
+    request: Request,
+    agreement_id: str,
+    _: Reader,
+    known_at: KnownAt = None,
+    limit: Limit = 100,
+    page_token: PageToken = None,
+) -> Response:
     """The agreement's events in world order, with retractions and corrections applied and shown."""
     return _timeline(request, agreement_id, known_at, limit, page_token)
 
 
-@router.get("/v1/cases/{case_id}/timeline", summary="Every event of a case",
-            responses={**PROBLEM_RESPONSES, 404: {"description": "Unknown case"}})
-def case_timeline(request: Request, case_id: str, _: Reader, known_at: KnownAt = None,
-                  limit: Limit = 100, page_token: PageToken = None) -> Response:
+@router.get(
+    "/v1/cases/{case_id}/timeline",
+    summary="Every event of a case",
+    responses={**PROBLEM_RESPONSES, 404: {"description": "Unknown case"}},
+)
+def case_timeline(
+    request: Request,
+    case_id: str,
+    _: Reader,
+    known_at: KnownAt = None,
+    limit: Limit = 100,
+    page_token: PageToken = None,
+) -> Response:
     """The case's events in world order, with retractions and corrections applied and shown."""
     return _timeline(request, case_id, known_at, limit, page_token)
 
 
-@router.get("/v1/events/{event_id}", summary="One event",
-            responses={**PROBLEM_RESPONSES, 404: {"description": "Unknown event"}})
+@router.get(
+    "/v1/events/{event_id}", summary="One event", responses={**PROBLEM_RESPONSES, 404: {"description": "Unknown event"}}
+)
 def get_event(request: Request, event_id: UUID, _: Reader) -> Response:
     """An event as recorded, with how it stands now (active, corrected or retracted)."""
     with _conn(request) as conn:
@@ -280,23 +334,29 @@ def get_event(request: Request, event_id: UUID, _: Reader) -> Response:
 
 
 @router.get("/v1/cases", summary="Court cases", responses=PROBLEM_RESPONSES)
-def list_cases(request: Request, _: Reader, status: str | None = None, affects: str | None = None,
-               limit: Limit = 50, page_token: PageToken = None) -> Response:
+def list_cases(
+    request: Request,
+    _: Reader,
+    status: str | None = None,
+    affects: str | None = None,
+    limit: Limit = 50,
+    page_token: PageToken = None,
+) -> Response:
     """Every case with its status, ordered by id, a page at a time."""
     now = _now(request)
     with _conn(request) as conn:
-        page = queries.list_cases(conn, status=status, affects=affects, after=_after(page_token),
-                                  limit=limit)
+        page = queries.list_cases(conn, status=status, affects=affects, after=_after(page_token), limit=limit)
         states = queries.subjects_states(conn, [r.id for r in page.rows])
-    items = [case_out(states.get(r.id), r.id, as_of=None, known_at=None, now=now)
-             for r in page.rows]
+    items = [case_out(states.get(r.id), r.id, as_of=None, known_at=None, now=now) for r in page.rows]
     return _json({"items": items, "next": _token(page.next_after)})
 
 
-@router.get("/v1/cases/{case_id}", summary="One case, as of any date",
-            responses={**PROBLEM_RESPONSES, 404: {"description": "Unknown case"}})
-def get_case(request: Request, case_id: str, _: Reader, as_of: AsOf = None,
-             known_at: KnownAt = None) -> Response:
+@router.get(
+    "/v1/cases/{case_id}",
+    summary="One case, as of any date",
+    responses={**PROBLEM_RESPONSES, 404: {"description": "Unknown case"}},
+)
+def get_case(request: Request, case_id: str, _: Reader, as_of: AsOf = None, known_at: KnownAt = None) -> Response:
     """The case now, or as of a date and as known at a time."""
     as_of_at, known = parse_bound("as_of", as_of), parse_bound("known_at", known_at)
     with _conn(request) as conn:
@@ -308,31 +368,51 @@ def get_case(request: Request, case_id: str, _: Reader, as_of: AsOf = None,
 
 
 @router.get("/v1/deadlines", summary="Deadlines", responses=PROBLEM_RESPONSES)
-def list_deadlines(request: Request, _: Reader,
-                   status: Literal["open", "past", "closed", "all"] = "open",
-                   subject: str | None = None, limit: Limit = 100,
-                   page_token: PageToken = None) -> Response:
+def list_deadlines(
+    request: Request,
+    _: Reader,
+    status: Literal["open", "past", "closed", "all"] = "open",
+    subject: str | None = None,
+    limit: Limit = 100,
+    page_token: PageToken = None,
+) -> Response:
     """Deadlines with the time left: open (still ahead), past, or closed by a stay decision."""
     now = _now(request)
     with _conn(request) as conn:
-        page = queries.deadlines(conn, status=status, subject=subject, now=now,
-                                 after=_after(page_token), limit=limit)
+        page = queries.deadlines(conn, status=status, subject=subject, now=now, after=_after(page_token), limit=limit)
     items = [
-        deadline_out(Deadline.model_validate({
-            "id": r.id, "subject": r.subject, "due_at": r.due_at, "description": r.description,
-            "kind": r.kind, "origin": r.origin, "event_id": r.event_id, "affects": r.affects,
-            "confidence": r.confidence, "status": r.status, "closed_by": r.closed_by,
-            "closed_reason": r.closed_reason}), now)
+        deadline_out(
+            Deadline.model_validate(
+                {
+                    "id": r.id,
+                    "subject": r.subject,
+                    "due_at": r.due_at,
+                    "description": r.description,
+                    "kind": r.kind,
+                    "origin": r.origin,
+                    "event_id": r.event_id,
+                    "affects": r.affects,
+                    "confidence": r.confidence,
+                    "status": r.status,
+                    "closed_by": r.closed_by,
+                    "closed_reason": r.closed_reason,
+                }
+            ),
+            now,
+        )
         for r in page.rows
     ]
     items.sort(key=lambda d: d["time_left_seconds"])
     return _json({"items": items, "next": _token(page.next_after), "now": now.isoformat()})
 
 
-@router.get("/v1/transfers", summary="Transfers per agreement, month and nationality",
-            responses=PROBLEM_RESPONSES)
-def list_transfers(request: Request, _: Reader, agreement: str | None = None,
-                   group_by: Annotated[str, Query(pattern=r"^(month|nationality|month,nationality|none)$")] = "month") -> Response:
+@router.get("/v1/transfers", summary="Transfers per agreement, month and nationality", responses=PROBLEM_RESPONSES)
+def list_transfers(
+    request: Request,
+    _: Reader,
+    agreement: str | None = None,
+    group_by: Annotated[str, Query(pattern=r"^(month|nationality|month,nationality|none)$")] = "month",
+) -> Response:
     """Transfer counts; `approximate` marks sums that include approximate reports."""
     columns = [] if group_by == "none" else group_by.split(",")
     with _conn(request) as conn:
@@ -343,19 +423,31 @@ def list_transfers(request: Request, _: Reader, agreement: str | None = None,
 
 
 @router.get("/v1/statistics", summary="Reported figures", responses=PROBLEM_RESPONSES)
-def list_statistics(request: Request, _: Reader, metric: str | None = None,
-                    subject: str | None = None, limit: Limit = 100,
-                    page_token: PageToken = None) -> Response:
+def list_statistics(
+    request: Request,
+    _: Reader,
+    metric: str | None = None,
+    subject: str | None = None,
+    limit: Limit = 100,
+    page_token: PageToken = None,
+) -> Response:
     """Statistics series points (official or reported figures)."""
     with _conn(request) as conn:
-        page = queries.statistics(conn, metric=metric, subject=subject, after=_after(page_token),
-                                  limit=limit)
+        page = queries.statistics(conn, metric=metric, subject=subject, after=_after(page_token), limit=limit)
     items = [
-        {"event_id": r.event_id, "subject": r.subject, "metric": r.metric, "value": r.value,
-         "unit": r.unit, "approximate": r.approximate, "region": r.region,
-         "period_start": r.period_start.isoformat() if r.period_start else None,
-         "period_end": r.period_end.isoformat() if r.period_end else None,
-         "occurred_at": r.occurred_at.isoformat(), "confidence": r.confidence}
+        {
+            "event_id": r.event_id,
+            "subject": r.subject,
+            "metric": r.metric,
+            "value": r.value,
+            "unit": r.unit,
+            "approximate": r.approximate,
+            "region": r.region,
+            "period_start": r.period_start.isoformat() if r.period_start else None,
+            "period_end": r.period_end.isoformat() if r.period_end else None,
+            "occurred_at": r.occurred_at.isoformat(),
+            "confidence": r.confidence,
+        }
         for r in page.rows
     ]
     return _json({"items": items, "next": _token(page.next_after)})
@@ -373,16 +465,14 @@ def readyz(request: Request) -> Response:
     try:
         with _conn(request) as conn:
             conn.execute(text("SELECT 1"))
-            queries.active_generation(conn)
+            active_generation(conn)
         ok = True
     except Exception:
         ok = False
-    return _json({"status": "ready" if ok else "unavailable", "checks": {"database": ok}},
-                 200 if ok else 503)
+    return _json({"status": "ready" if ok else "unavailable", "checks": {"database": ok}}, 200 if ok else 503)
 
 
-def create_app(settings: ProjectorSettings, *, engine: Engine | None = None,
-               clock: Clock | None = None) -> FastAPI:
+def create_app(settings: ProjectorSettings, *, engine: Engine | None = None, clock: Clock | None = None) -> FastAPI:
     """Build the query API over the read model behind `settings.database_url`."""
     owned = engine is None
     db = engine or make_engine(settings.database_url)
@@ -395,8 +485,12 @@ def create_app(settings: ProjectorSettings, *, engine: Engine | None = None,
             if owned:
                 db.dispose()
 
-    app = FastAPI(title="accordwatch projector", version="1", lifespan=lifespan,
-                  summary="Agreement status, cases, deadlines and transfers, as of any date.")
+    app = FastAPI(
+        title="accordwatch projector",
+        version="1",
+        lifespan=lifespan,
+        summary="Agreement status, cases, deadlines and transfers, as of any date.",
+    )
     app.state.settings = settings
     app.state.engine = db
     app.state.clock = clock or (lambda: datetime.now(UTC))
@@ -420,8 +514,13 @@ def main() -> None:
     from services.platform.http import uvicorn_options
 
     settings = ProjectorSettings()
-    uvicorn.run("services.projector.api:create_app_from_env", factory=True,
-                host=settings.api_host, port=settings.api_port, **uvicorn_options(settings.log_level))
+    uvicorn.run(
+        "services.projector.api:create_app_from_env",
+        factory=True,
+        host=settings.api_host,
+        port=settings.api_port,
+        **uvicorn_options(settings.log_level),
+    )
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import faust
 from faust.sensors.prometheus import setup_prometheus_sensors
@@ -98,13 +98,13 @@ class Projector:
         async for batch in stream.take_events(self.settings.batch_max, within=self.settings.batch_within_s):
             await self.project(batch)
 
-    async def project(self, batch: Sequence[EventT]) -> None:
+    async def project(self, batch: Sequence[EventT[Any]]) -> None:
         """Decode, dead-letter the undecodable, apply the rest with their offsets."""
         consumed: list[Consumed] = []
         pending: list[Any] = []
         for item in batch:
             message = item.message
-            headers = list(message.headers or [])
+            headers = cast(list[tuple[str, bytes]], list(message.headers or []))
             try:
                 event = from_record(message.key, message.value, headers)
             except UndecodableRecord as exc:

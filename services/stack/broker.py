@@ -9,6 +9,7 @@ configurable ports, waits until a metadata request succeeds, and stops or kills 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import os
@@ -56,13 +57,20 @@ def assemble(libs: Path = DEFAULT_LIBS, *, quiet: bool = True) -> Path:
     shutil.rmtree(libs, ignore_errors=True)
     libs.mkdir(parents=True)
     cmd = [
-        "mvn", "-B", *(["-q"] if quiet else []), "-f", str(POM),
+        "mvn",
+        "-B",
+        *(["-q"] if quiet else []),
+        "-f",
+        str(POM),
         "org.apache.maven.plugins:maven-dependency-plugin:3.6.1:copy-dependencies",
-        f"-DoutputDirectory={libs}", "-DincludeScope=runtime",
+        f"-DoutputDirectory={libs}",
+        "-DincludeScope=runtime",
     ]
     done = subprocess.run(cmd, capture_output=quiet, text=True, check=False)
     if done.returncode != 0:
-        raise BrokerError(f"mvn failed ({done.returncode}):\n{(done.stdout or '')[-3000:]}{(done.stderr or '')[-2000:]}")
+        raise BrokerError(
+            f"mvn failed ({done.returncode}):\n{(done.stdout or '')[-3000:]}{(done.stderr or '')[-2000:]}"
+        )
     stamp.write_text(digest)
     return libs
 
@@ -74,7 +82,9 @@ class TopicSpec:
     config: dict[str, str] = field(default_factory=dict)
 
 
-def default_topics(events_topic: str = EVENTS_TOPIC, dlq_topic: str = DLQ_TOPIC, partitions: int = 6) -> list[TopicSpec]:
+def default_topics(
+    events_topic: str = EVENTS_TOPIC, dlq_topic: str = DLQ_TOPIC, partitions: int = 6
+) -> list[TopicSpec]:
     """The topics accordwatch needs: the event log (kept forever, never compacted) and its DLQ."""
     keep = {"retention.ms": "-1", "cleanup.policy": "delete"}
     return [TopicSpec(events_topic, partitions, keep), TopicSpec(dlq_topic, 1, keep)]
@@ -90,12 +100,10 @@ async def ensure_topics(bootstrap: str, topics: Iterable[TopicSpec], *, timeout:
             wanted = [t for t in topics if t.name not in existing]
             if not wanted:
                 return []
-            try:
+            with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics(
                     [NewTopic(t.name, t.partitions, 1, topic_configs=dict(t.config)) for t in wanted]
                 )
-            except TopicAlreadyExistsError:
-                pass
             # Wait until the metadata shows every topic, so producers never race creation.
             while not {t.name for t in wanted} <= set(await admin.list_topics()):
                 await asyncio.sleep(0.1)
@@ -164,8 +172,13 @@ class LocalBroker:
 
     def _java(self, main: str, *args: str) -> list[str]:
         return [
-            "java", *JVM_OPTS, f"-Dlog4j2.configurationFile={LOG4J}",
-            "-cp", f"{self.libs}/*", main, *args,
+            "java",
+            *JVM_OPTS,
+            f"-Dlog4j2.configurationFile={LOG4J}",
+            "-cp",
+            f"{self.libs}/*",
+            main,
+            *args,
         ]
 
     def format(self) -> None:
@@ -178,8 +191,13 @@ class LocalBroker:
         if (self.data_dir / "logs" / "meta.properties").exists():
             return
         cmd = self._java(
-            "kafka.tools.StorageTool", "format", "-t", cluster_file.read_text().strip(),
-            "-c", str(self.properties), "-g",
+            "kafka.tools.StorageTool",
+            "format",
+            "-t",
+            cluster_file.read_text().strip(),
+            "-c",
+            str(self.properties),
+            "-g",
         )
         done = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if done.returncode != 0:
@@ -193,7 +211,9 @@ class LocalBroker:
         with self.log_path.open("ab") as out:
             self.proc = subprocess.Popen(
                 self._java("kafka.Kafka", str(self.properties)),
-                stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
 
     def running(self) -> bool:
@@ -224,10 +244,8 @@ class LocalBroker:
         except (KafkaError, OSError, TimeoutError):
             return False
         finally:
-            try:
+            with contextlib.suppress(Exception):
                 await admin.close()
-            except Exception:
-                pass
 
     def stop(self, timeout: float = 30.0) -> None:
         """Controlled shutdown (SIGTERM), SIGKILL after `timeout`."""

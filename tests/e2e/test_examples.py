@@ -45,7 +45,8 @@ def test_examples_yield_the_statuses_the_articles_imply(stack: RunningStack) -> 
 
     gt = _get(stack, "/v1/agreements/us-gt-aca-2019")
     assert (gt["status"], gt["transfers_total"], gt["transfers_approximate"]) == ("in_force", 800, True)
-    assert gt["signed_on"] == "2019-07-31" and gt["in_force_on"] == "2019-11-30"
+    assert gt["signed_on"] == "2019-07-31"
+    assert gt["in_force_on"] == "2019-11-30"
     assert _get(stack, "/v1/agreements/us-gt-aca-2019", as_of="2019-08-15")["status"] == "signed"
     assert _get(stack, "/v1/agreements/us-gt-aca-2019", as_of="2019-07-05")["status"] == "proposed"
 

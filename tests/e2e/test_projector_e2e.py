@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ from tests.workload import realistic_events
 
 pytestmark = [pytest.mark.kafka, pytest.mark.stack]
 
+
 def agreement(stack: RunningStack, subject: str, **params: str) -> dict[str, Any] | None:
     response = stack.query.get(f"/v1/agreements/{subject}", params=params)
     if response.status_code == 404:
@@ -38,20 +39,28 @@ def agreement(stack: RunningStack, subject: str, **params: str) -> dict[str, Any
 def test_posted_events_appear_in_the_query_api(stack: RunningStack) -> None:
     subject = "us-ec-aca-2024"
     stack.post(
-        event("AgreementSigned", subject=subject, occurred_at="2024-05-02",
-              data={"parties": ["US", "EC"], "excluded_nationalities": ["EC"]}),
-        event("TransferReported", subject=subject, occurred_at="2024-06-30",
-              data={"count": 120, "cumulative": True}),
+        event(
+            "AgreementSigned",
+            subject=subject,
+            occurred_at="2024-05-02",
+            data={"parties": ["US", "EC"], "excluded_nationalities": ["EC"]},
+        ),
+        event("TransferReported", subject=subject, occurred_at="2024-06-30", data={"count": 120, "cumulative": True}),
         event("TransferReported", subject=subject, occurred_at="2024-07-15", data={"count": 30, "cumulative": False}),
     )
-    found = wait_for(lambda: (a := agreement(stack, subject)) and a["transfers_total"] == 150 and a,
-                     what="the agreement with 150 transfers")
+    found = wait_for(
+        lambda: (a := agreement(stack, subject)) and a["transfers_total"] == 150 and a,
+        what="the agreement with 150 transfers",
+    )
     assert found["status"] == "signed"
     assert found["excluded_nationalities"] == ["EC"]
     # A late report dated before the cumulative one is absorbed by it, not added.
-    stack.post(event("TransferReported", subject=subject, occurred_at="2024-06-01", data={"count": 40, "cumulative": False}))
-    wait_for(lambda: (a := agreement(stack, subject)) and a["transfer_reports"] == 3,
-             what="the late report to be folded")
+    stack.post(
+        event("TransferReported", subject=subject, occurred_at="2024-06-01", data={"count": 40, "cumulative": False})
+    )
+    wait_for(
+        lambda: (a := agreement(stack, subject)) and a["transfer_reports"] == 3, what="the late report to be folded"
+    )
     assert agreement(stack, subject)["transfers_total"] == 150  # type: ignore[index]
     # As of a date before any report.
     assert agreement(stack, subject, as_of="2024-06-15")["transfers_total"] == 40  # type: ignore[index]
@@ -62,12 +71,18 @@ def test_posted_events_appear_in_the_query_api(stack: RunningStack) -> None:
 
 
 def test_poison_records_go_to_the_dlq_and_the_worker_goes_on(kafka: Broker, stack: RunningStack) -> None:
-    good = event("AgreementSigned", subject="us-py-aca-2024", occurred_at="2024-03-01",
-                 data={"parties": ["US", "PY"]})
-    unknown = {**event("AgreementSigned"), "id": "0190f5c2-5a4e-7d3c-8a8b-1b2c3d4e5f99",
-               "recorded_at": "2024-03-01T00:00:00Z", "type": "TreatyRatified"}
-    invalid = {**event("TransferReported"), "id": "0190f5c2-5a4e-7d3c-8a8b-1b2c3d4e5f98",
-               "recorded_at": "2024-03-01T00:00:00Z"}
+    good = event("AgreementSigned", subject="us-py-aca-2024", occurred_at="2024-03-01", data={"parties": ["US", "PY"]})
+    unknown = {
+        **event("AgreementSigned"),
+        "id": "0190f5c2-5a4e-7d3c-8a8b-1b2c3d4e5f99",
+        "recorded_at": "2024-03-01T00:00:00Z",
+        "type": "TreatyRatified",
+    }
+    invalid = {
+        **event("TransferReported"),
+        "id": "0190f5c2-5a4e-7d3c-8a8b-1b2c3d4e5f98",
+        "recorded_at": "2024-03-01T00:00:00Z",
+    }
     invalid["data"] = {"count": -5}
 
     async def produce() -> None:
@@ -117,7 +132,7 @@ def test_sigkill_mid_stream_loses_nothing_and_equals_a_clean_rebuild(
 
     def post_all() -> None:
         for start in range(0, len(events), 250):
-            acks = crash_stack.post(*events[start:start + 250])
+            acks = crash_stack.post(*events[start : start + 250])
             acked.update(a["id"] for a in acks)
         posting.set()
 
@@ -125,13 +140,15 @@ def test_sigkill_mid_stream_loses_nothing_and_equals_a_clean_rebuild(
     poster.start()
     try:
         for threshold in (2_000, 6_000):
-            wait_for(lambda t=threshold: count() >= t, timeout=120, what=f"{threshold} events applied")
+            wait_for(partial(lambda t: count() >= t, threshold), timeout=120, what=f"{threshold} events applied")
             worker.kill()  # SIGKILL in the middle of the stream
             kills += 1
             worker = crash_stack.stack.restart("projector-worker")
     finally:
         poster.join(timeout=300)
-    assert posting.is_set() and len(acked) == 10_000 and kills == 2
+    assert posting.is_set()
+    assert len(acked) == 10_000
+    assert kills == 2
     wait_for(lambda: count() >= 10_000, timeout=180, what="every acknowledged event applied")
     with engine.connect() as conn:
         stored = {str(i) for i in conn.execute(select(StoredEvent.id)).scalars()}
@@ -139,11 +156,15 @@ def test_sigkill_mid_stream_loses_nothing_and_equals_a_clean_rebuild(
     assert acked <= stored, f"{len(acked - stored)} acknowledged events missing"
 
     # A clean rebuild of the same topic, into a fresh generation beside the live one.
-    settings = ProjectorSettings(database_url=crash_stack.stack.db_url, kafka_bootstrap_servers=kafka.bootstrap,
-                                 events_topic=crash_stack.events_topic)
+    settings = ProjectorSettings(
+        database_url=crash_stack.stack.db_url,
+        kafka_bootstrap_servers=kafka.bootstrap,
+        events_topic=crash_stack.events_topic,
+    )
     crash_stack.stack.services["projector-worker"].stop()
-    rebuilt = asyncio.run(rebuild(settings, ReadModelStore(make_engine(settings.database_url, writer=True)),
-                                  swap=False))
+    rebuilt = asyncio.run(
+        rebuild(settings, ReadModelStore(make_engine(settings.database_url, writer=True)), swap=False)
+    )
     assert rebuilt.records == len(asyncio.run(read_topic(kafka.bootstrap, crash_stack.events_topic)))
     live, clean = dump_generation(engine, live_generation), dump_generation(engine, rebuilt.generation)
     for table in live:
@@ -155,7 +176,7 @@ def test_replay_swaps_while_the_api_keeps_answering(kafka: Broker, tmp_path: Pat
     try:
         events = list(realistic_events(3_000, seed=5, subjects=40))
         for start in range(0, len(events), 1000):
-            running.post(*events[start:start + 1000])
+            running.post(*events[start : start + 1000])
         engine = make_engine(running.stack.db_url)
 
         def applied() -> int:
@@ -164,8 +185,11 @@ def test_replay_swaps_while_the_api_keeps_answering(kafka: Broker, tmp_path: Pat
 
         wait_for(lambda: applied() >= 3_000, timeout=120, what="the stream applied")
         before = running.query.get("/v1/agreements", params={"limit": 500}).json()["items"]
-        settings = ProjectorSettings(database_url=running.stack.db_url, kafka_bootstrap_servers=kafka.bootstrap,
-                                     events_topic=running.events_topic)
+        settings = ProjectorSettings(
+            database_url=running.stack.db_url,
+            kafka_bootstrap_servers=kafka.bootstrap,
+            events_topic=running.events_topic,
+        )
         answers: list[int] = []
         stop = threading.Event()
 
@@ -180,15 +204,17 @@ def test_replay_swaps_while_the_api_keeps_answering(kafka: Broker, tmp_path: Pat
         finally:
             stop.set()
             asker.join()
-        assert answers and set(answers) == {200}
+        assert answers
+        assert set(answers) == {200}
         with engine.connect() as conn:
             assert active_generation(conn) == result.generation > 1
         after = running.query.get("/v1/agreements", params={"limit": 500}).json()["items"]
         assert [a["status"] for a in after] == [a["status"] for a in before]
         assert [a["transfers_total"] for a in after] == [a["transfers_total"] for a in before]
         # The live worker goes on writing into the new generation.
-        running.post(event("AgreementSigned", subject="us-rw-aca-2025", occurred_at="2025-01-05",
-                           data={"parties": ["US", "RW"]}))
+        running.post(
+            event("AgreementSigned", subject="us-rw-aca-2025", occurred_at="2025-01-05", data={"parties": ["US", "RW"]})
+        )
         wait_for(lambda: agreement(running, "us-rw-aca-2025"), what="a new event after the swap")
     finally:
         running.close()

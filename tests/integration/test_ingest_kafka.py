@@ -64,7 +64,8 @@ def test_posted_event_is_on_the_topic_with_key_headers_and_body(kafka: Broker, i
     assert headers["ce_subject"] == b"us-sv-aca-2019"
     assert headers["content-type"] == b"application/json"
     body = orjson.loads(record.value)
-    assert body["id"] == ack["id"] and body["data"]["parties"] == ["US", "SV"]
+    assert body["id"] == ack["id"]
+    assert body["data"]["parties"] == ["US", "SV"]
     assert body["recorded_at"] == ack["recorded_at"]
     assert from_record(record.key, record.value, record.headers).type == "AgreementSigned"
 

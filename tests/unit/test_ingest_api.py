@@ -57,7 +57,8 @@ def test_accepted_event_gets_id_partition_offset(client: TestClient, publisher: 
     assert set(body) == {"id", "partition", "offset", "recorded_at"}
     decoded = from_record(*_record_parts(publisher, 0))
     assert str(decoded.id) == body["id"]
-    assert decoded.id is not None and decoded.id.version == 7
+    assert decoded.id is not None
+    assert decoded.id.version == 7
     assert decoded.recorded_at is not None
 
 
@@ -71,7 +72,8 @@ def test_client_id_is_kept_and_recorded_at_is_stamped(client: TestClient, publis
                 recorded_at="1999-01-01T00:00:00Z")
     assert client.post("/v1/events", json=doc).json()["id"] == doc["id"]
     decoded = from_record(*_record_parts(publisher, 0))
-    assert decoded.recorded_at is not None and decoded.recorded_at.year >= 2026
+    assert decoded.recorded_at is not None
+    assert decoded.recorded_at.year >= 2026
 
 
 def test_no_key_is_401(client: TestClient, publisher: InMemoryPublisher) -> None:

@@ -130,7 +130,7 @@ def timeline(conn: Connection, subject: str, *, known_at: datetime | None) -> li
     return [
         TimelineEntry(effective.get(e.event_id, e), resolution.annotations[e.event_id],
                       *positions[e.event_id])
-        for e in sorted(resolution.events, key=lambda e: effective.get(e.event_id, e).sort_key)
+        for e in sorted(resolution.events, key=lambda e: effective.get(e.event_id, e).sort_key)  # type: ignore[union-attr]
     ]
 
 
@@ -172,7 +172,7 @@ def transfers(conn: Connection, *, agreement: str | None, group_by: Sequence[str
     if agreement:
         stmt = stmt.where(TransferRow.agreement == agreement)
     return [
-        {**{c.key: getattr(r, c.key) for c in columns}, "count": int(r.count),
+        {**{c.key: getattr(r, c.key) for c in columns}, "count": int(r._mapping["count"]),
          "approximate": bool(r.approximate)}
         for r in conn.execute(stmt)
     ]

@@ -11,10 +11,10 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 from uuid import UUID
 
-from sqlalchemy import Connection, Engine, Insert, Table, delete, func, select, update
+from sqlalchemy import Connection, Engine, Table, delete, func, select, update
 
 from schemas.envelope import Event, instant
 from schemas.events import StatisticReported
@@ -56,7 +56,7 @@ class Applied:
     newest_recorded_at: datetime | None = None
 
 
-def upsert(conn: Connection, table: Table) -> Insert:
+def upsert(conn: Connection, table: Any) -> Any:
     """An INSERT that can take ON CONFLICT clauses, for the connection's dialect."""
     if conn.dialect.name == "postgresql":
         from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -189,8 +189,11 @@ class ReadModelStore:
             (DeadlineRow, DeadlineRow.subject), (TransferRow, TransferRow.agreement),
         ):
             conn.execute(delete(table).where(table.generation == gen, column.in_(subjects)))
-        agreements, cases, deadlines, transfers = [], [], [], []
-        for subject, state in states.items():
+        agreements: list[dict[str, Any]] = []
+        cases: list[dict[str, Any]] = []
+        deadlines: list[dict[str, Any]] = []
+        transfers: list[dict[str, Any]] = []
+        for state in states.values():
             if state.agreement is not None:
                 agreements.append(_agreement_row(gen, state))
                 transfers.extend(_transfer_rows(gen, state))
@@ -200,7 +203,7 @@ class ReadModelStore:
         for table, rows in ((AgreementRow, agreements), (CaseRow, cases),
                             (DeadlineRow, deadlines), (TransferRow, transfers)):
             if rows:
-                conn.execute(table.__table__.insert(), rows)
+                conn.execute(cast(Table, table.__table__).insert(), rows)
         snapshot = upsert(conn, SubjectSnapshot.__table__)
         conn.execute(
             snapshot.on_conflict_do_update(
@@ -247,7 +250,7 @@ class ReadModelStore:
                     ConsumerOffset.generation == gen, ConsumerOffset.topic == topic
                 )
             )
-            return {p: o for p, o in rows}
+            return dict(rows)
 
     def start_generation(self) -> int:
         """Reserve a fresh generation to rebuild into, clearing leftovers of an abandoned one."""
@@ -288,18 +291,20 @@ class ReadModelStore:
                 ConsumerOffset.generation == gen, ConsumerOffset.topic == topic
             )
         )
-        return {p: o for p, o in rows}
+        return dict(rows)
 
 
 def _clear(conn: Connection, where: Any) -> None:
     for table in (StoredEvent, SubjectSnapshot, AgreementRow, CaseRow, DeadlineRow, TransferRow,
                   StatisticRow, ConsumerOffset):
-        conn.execute(delete(table.__table__).where(where(table.__table__)))
+        t = cast(Table, table.__table__)
+        conn.execute(delete(t).where(where(t)))
 
 
 def _event_row(gen: int, item: Consumed) -> dict[str, Any]:
     event = item.event
-    assert event is not None and event.recorded_at is not None
+    assert event is not None
+    assert event.recorded_at is not None
     body = item.value.decode() if item.value else event.model_dump_json(exclude_none=True)
     return {
         "generation": gen, "id": event.event_id, "subject": event.subject, "type": event.type,
