@@ -137,6 +137,13 @@ class Projector:
         return await self.dlq.send(key=message.key, value=message.value or b"", headers=headers + extra)
 
     async def _refresh_gauges(self) -> None:
+        """Staleness and lag gauges; a failure here is logged, never allowed to stop the worker."""
+        try:
+            await self._gauges()
+        except Exception:  # metrics must never take the projector down
+            log.exception("refreshing projector gauges failed")
+
+    async def _gauges(self) -> None:
         if self.newest_recorded_at is not None:
             metrics.STALENESS.set((datetime.now(UTC) - self.newest_recorded_at).total_seconds())
         consumer = self.app.consumer

@@ -250,7 +250,7 @@ class ReadModelStore:
                     ConsumerOffset.generation == gen, ConsumerOffset.topic == topic
                 )
             )
-            return dict(rows)
+            return {int(row[0]): int(row[1]) for row in rows}
 
     def start_generation(self) -> int:
         """Reserve a fresh generation to rebuild into, clearing leftovers of an abandoned one."""
@@ -291,7 +291,7 @@ class ReadModelStore:
                 ConsumerOffset.generation == gen, ConsumerOffset.topic == topic
             )
         )
-        return dict(rows)
+        return {int(row[0]): int(row[1]) for row in rows}
 
 
 def _clear(conn: Connection, where: Any) -> None:
