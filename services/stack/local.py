@@ -106,7 +106,7 @@ class LocalStack:
         """The process definition of one service (not started)."""
         p = self.ports
         table = {
-            "ingest": (["services.ingest"], f"http://127.0.0.1:{p.ingest}/healthz"),
+            "ingest": (["services.ingest"], f"http://127.0.0.1:{p.ingest}/readyz"),
             "projector-worker": (["services.projector.worker"], f"http://127.0.0.1:{p.projector_metrics}/metrics"),
             "projector-api": (["services.projector.api"], f"http://127.0.0.1:{p.projector}/healthz"),
         }
