@@ -109,6 +109,7 @@ class RunningStack:
         headers = {"Authorization": f"Bearer {stack.dev_key}"}
         self.ingest = httpx.Client(base_url=stack.urls["ingest"], headers=headers, timeout=30)
         self.query = httpx.Client(base_url=stack.urls["projector"], headers=headers, timeout=30)
+        self.alerts = httpx.Client(base_url=stack.urls["alerts"], headers=headers, timeout=30)
 
     @property
     def events_topic(self) -> str:
@@ -128,6 +129,7 @@ class RunningStack:
     def close(self) -> None:
         self.ingest.close()
         self.query.close()
+        self.alerts.close()
         self.stack.stop()
 
 
@@ -141,7 +143,8 @@ def make_stack(kafka: Broker, home: Path, *, database_url: str | None = None,
     dlq = kafka.topic(partitions=1, prefix="dlq")
     stack = LocalStack(home=home, ports=ports, dev_key=new_key(), database_url=database_url, extra_env={
         "ACCORDWATCH_EVENTS_TOPIC": events, "ACCORDWATCH_DLQ_TOPIC": dlq,
-        "ACCORDWATCH_PROJECTOR_GROUP": f"projector-{uuid.uuid4().hex[:8]}", **(env or {}),
+        "ACCORDWATCH_PROJECTOR_GROUP": f"projector-{uuid.uuid4().hex[:8]}",
+        "ACCORDWATCH_ALERTS_GROUP": f"alerts-{uuid.uuid4().hex[:8]}", **(env or {}),
     })
     stack.start(services)
     return RunningStack(stack)

@@ -16,6 +16,7 @@ from services.stack.broker import LocalBroker, assemble, default_topics, ensure_
 from services.stack.processes import ServiceProcess
 
 ROOT = Path(__file__).resolve().parents[2]
+ALL_SERVICES = ("ingest", "projector-worker", "projector-api", "alerts-worker", "alerts-api")
 
 
 @dataclass
@@ -67,12 +68,21 @@ class LocalStack:
         return self.database_url or f"sqlite:///{self.home / 'accordwatch.db'}"
 
     @property
+    def alerts_db_url(self) -> str:
+        """The alert store: beside the read model on PostgreSQL, its own file on SQLite."""
+        if self.database_url and not self.database_url.startswith("sqlite"):
+            return self.database_url
+        return f"sqlite:///{self.home / 'alerts.db'}"
+
+    @property
     def urls(self) -> dict[str, str]:
         p = self.ports
         return {
             "ingest": f"http://127.0.0.1:{p.ingest}",
             "projector": f"http://127.0.0.1:{p.projector}",
             "projector-worker": f"http://127.0.0.1:{p.projector_metrics}",
+            "alerts": f"http://127.0.0.1:{p.alerts}",
+            "alerts-worker": f"http://127.0.0.1:{p.alerts_metrics}",
         }
 
     def env(self) -> dict[str, str]:
@@ -82,6 +92,8 @@ class LocalStack:
             "ACCORDWATCH_KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
             "ACCORDWATCH_DEV_KEY": self.dev_key,
             "ACCORDWATCH_DATABASE_URL": self.db_url,
+            "ACCORDWATCH_ALERTS_DATABASE_URL": self.alerts_db_url,
+            "ACCORDWATCH_WEBHOOK_ALLOW": "127.0.0.1",
             "ACCORDWATCH_INGEST_PORT": str(p.ingest),
             "ACCORDWATCH_PROJECTOR_PORT": str(p.projector),
             "ACCORDWATCH_PROJECTOR_METRICS_PORT": str(p.projector_metrics),
@@ -109,11 +121,13 @@ class LocalStack:
             "ingest": (["services.ingest"], f"http://127.0.0.1:{p.ingest}/readyz"),
             "projector-worker": (["services.projector.worker"], f"http://127.0.0.1:{p.projector_metrics}/metrics"),
             "projector-api": (["services.projector.api"], f"http://127.0.0.1:{p.projector}/healthz"),
+            "alerts-worker": (["services.alerts.worker"], f"http://127.0.0.1:{p.alerts_metrics}/metrics"),
+            "alerts-api": (["services.alerts.api"], f"http://127.0.0.1:{p.alerts}/readyz"),
         }
         args, health = table[name]
         return ServiceProcess(name, args, env=self.env(), log_dir=self.home / "logs", health_url=health, cwd=ROOT)
 
-    def start(self, names: tuple[str, ...] = ("ingest", "projector-worker", "projector-api")) -> None:
+    def start(self, names: tuple[str, ...] = ALL_SERVICES) -> None:
         """Migrate the read model, start the services, wait for each health check."""
         self.migrate()
         for name in names:
@@ -123,14 +137,17 @@ class LocalStack:
             self.services[name].wait_healthy(timeout=90)
 
     def migrate(self) -> None:
+        """`alembic upgrade head` for the read model and the alert store."""
+        from services.alerts.migrate import upgrade as upgrade_alerts
         from services.platform.db import make_engine
-        from services.projector.readmodel.migrate import upgrade
+        from services.projector.readmodel.migrate import upgrade as upgrade_read_model
 
-        engine = make_engine(self.db_url)
-        try:
-            upgrade(engine)
-        finally:
-            engine.dispose()
+        for url, upgrade in ((self.db_url, upgrade_read_model), (self.alerts_db_url, upgrade_alerts)):
+            engine = make_engine(url)
+            try:
+                upgrade(engine)
+            finally:
+                engine.dispose()
 
     def restart(self, name: str) -> ServiceProcess:
         old = self.services.get(name)

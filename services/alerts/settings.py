@@ -1,0 +1,93 @@
+"""Alerts settings (worker, delivery and the subscriptions API)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import NoDecode
+
+from services.platform.settings import CommonSettings
+
+DEFAULT_RULES = Path(__file__).resolve().parents[2] / "deploy" / "alerts" / "rules.yaml"
+SVIX_SCHEDULE = (0.0, 5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
+
+
+class AlertsSettings(CommonSettings):
+    """The alerts worker (rules, timers, webhook delivery) and its HTTP API."""
+
+    alerts_database_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("ACCORDWATCH_ALERTS_DATABASE_URL", "ALERTS_DATABASE_URL"),
+        description="SQLAlchemy URL of alert state and outbox (default: SQLite alerts.db in ACCORDWATCH_HOME).",
+    )
+    rules_file: Path = Field(
+        default=DEFAULT_RULES, validation_alias="ACCORDWATCH_ALERTS_RULES",
+        description="The rules YAML file, validated at start.",
+    )
+    api_host: str = Field(default="127.0.0.1", validation_alias="ACCORDWATCH_ALERTS_HOST")
+    api_port: int = Field(default=8082, validation_alias="ACCORDWATCH_ALERTS_PORT")
+    worker_metrics_port: int = Field(
+        default=9182, validation_alias="ACCORDWATCH_ALERTS_METRICS_PORT",
+        description="Port of the alerts worker's /metrics.",
+    )
+    consumer_group: str = Field(default="accordwatch-alerts", validation_alias="ACCORDWATCH_ALERTS_GROUP")
+    batch_max: int = Field(default=500, ge=1, validation_alias="ACCORDWATCH_ALERTS_BATCH_MAX")
+    batch_within_s: float = Field(default=0.02, gt=0, validation_alias="ACCORDWATCH_ALERTS_BATCH_WITHIN_S")
+    session_timeout_s: float = Field(default=10.0, ge=6, validation_alias="ACCORDWATCH_ALERTS_SESSION_TIMEOUT_S")
+    tick_s: float = Field(
+        default=1.0, gt=0, validation_alias="ACCORDWATCH_ALERTS_TICK_S",
+        description="How often the clock is checked for reminders and expiries.",
+    )
+    notify_max_age_s: float = Field(
+        default=7 * 86400, ge=0, validation_alias="ACCORDWATCH_ALERTS_NOTIFY_MAX_AGE_S",
+        description="Alerts about facts older than this when first seen are recorded, not sent (history, replays).",
+    )
+    late_after_s: float = Field(
+        default=60.0, ge=0, validation_alias="ACCORDWATCH_ALERTS_LATE_AFTER_S",
+        description="A reminder sent more than this after its time is marked late.",
+    )
+    webhook_allow: str = Field(
+        default="", validation_alias=AliasChoices("ACCORDWATCH_WEBHOOK_ALLOW", "ACCORDWATCH_ALERTS_WEBHOOK_ALLOW"),
+        description="Comma-separated host names and IP networks webhooks may reach although private.",
+    )
+    retry_schedule: Annotated[tuple[float, ...], NoDecode] = Field(
+        default=SVIX_SCHEDULE, validation_alias="ACCORDWATCH_WEBHOOK_RETRY_SCHEDULE",
+        description="Seconds before each delivery attempt, comma-separated (the first is the first attempt).",
+    )
+    delivery_timeout_s: float = Field(
+        default=10.0, gt=0, validation_alias="ACCORDWATCH_WEBHOOK_TIMEOUT_S",
+        description="Timeout of one webhook request (connect + response).",
+    )
+    endpoint_concurrency: int = Field(
+        default=4, ge=1, validation_alias="ACCORDWATCH_WEBHOOK_ENDPOINT_CONCURRENCY",
+        description="Requests in flight per subscription; a slow endpoint only ever holds its own.",
+    )
+    disable_after_failures: int = Field(
+        default=5, ge=1, validation_alias="ACCORDWATCH_WEBHOOK_DISABLE_AFTER",
+        description="Consecutive deliveries that exhausted their retries before a subscription is disabled.",
+    )
+    max_retry_after_s: float = Field(
+        default=36000.0, ge=0, validation_alias="ACCORDWATCH_WEBHOOK_MAX_RETRY_AFTER_S",
+        description="Cap on a receiver's Retry-After.",
+    )
+
+    @field_validator("retry_schedule", mode="before")
+    @classmethod
+    def _schedule(cls, raw: object) -> object:
+        if isinstance(raw, str):
+            items = [part.strip() for part in raw.split(",") if part.strip()]
+            if not items:
+                raise ValueError("the retry schedule needs at least one attempt")
+            return tuple(float(item) for item in items)
+        return raw
+
+    @property
+    def database_url(self) -> str:
+        """The alert store's URL."""
+        return self.alerts_database_url or f"sqlite:///{self.home / 'alerts.db'}"
+
+    @property
+    def allow_list(self) -> tuple[str, ...]:
+        return tuple(part.strip() for part in self.webhook_allow.split(",") if part.strip())

@@ -1,0 +1,428 @@
+"""Alert state: applying events and clock ticks in one transaction each, outbox included.
+
+A batch of events commits, together: the events not seen before (by id), the subjects'
+folded states, every alert transition the rules call for, one notification row per
+transition (unique per alert and transition), one outbox row per notification and
+matching subscription, the timers the alerts need, and the partitions' next offsets.
+Redelivery, restarts and replays from offset 0 therefore find nothing new to notify.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, cast
+from uuid import UUID
+
+import orjson
+from sqlalchemy import Connection, Engine, Table, func, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from schemas.envelope import Event
+from schemas.registry import parse_event_json
+from services.alerts.engine import Context, Current, Desired, Transition, evaluate, on_time, transitions
+from services.alerts.rules import RuleSet
+from services.alerts.tables import (
+    Alert,
+    AlertEvent,
+    AlertOffset,
+    AlertSubject,
+    AlertTimer,
+    Delivery,
+    Notification,
+    Subscription,
+)
+from services.domain.fold import advance, project
+from services.domain.state import SubjectState
+
+NAMESPACE = UUID("5d0c3a51-8a0b-4f55-9d1e-6a3f0f7e2c11")
+
+
+@dataclass(frozen=True, slots=True)
+class Consumed:
+    """One record taken from the topic: its position and, if it decoded, its event."""
+
+    topic: str
+    partition: int
+    offset: int
+    event: Event | None
+
+
+@dataclass(slots=True)
+class AlertRow:
+    """An `alerts` row as plain data."""
+
+    fingerprint: str
+    rule: str
+    severity: str
+    subject: str
+    cause: str
+    state: str
+    summary: str
+    details: dict[str, Any]
+    occurred_at: datetime
+    historical: bool
+    fired_at: datetime
+    resolved_at: datetime | None
+    resolution: str | None
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriptionRow:
+    """A `subscriptions` row as plain data."""
+
+    id: UUID
+    url: str
+    secret: str
+    description: str | None
+    rules: list[str]
+    severities: list[str]
+    subjects: list[str]
+    status: str
+    disabled_reason: str | None
+    disabled_at: datetime | None
+    consecutive_failures: int
+    created_at: datetime
+
+
+ALERT = cast(Table, Alert.__table__)
+SUBSCRIPTION = cast(Table, Subscription.__table__)
+TIMER = cast(Table, AlertTimer.__table__)
+
+
+def load_alerts(conn: Connection, *where: Any) -> list[AlertRow]:
+    """Alerts matching the conditions."""
+    return [AlertRow(**row._mapping) for row in conn.execute(select(ALERT).where(*where))]
+
+
+def load_subscriptions(conn: Connection, *where: Any) -> list[SubscriptionRow]:
+    """Subscriptions matching the conditions."""
+    return [SubscriptionRow(**row._mapping) for row in conn.execute(select(SUBSCRIPTION).where(*where))]
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What one batch or tick changed."""
+
+    new_events: int = 0
+    duplicates: int = 0
+    fired: list[tuple[str, str]] = field(default_factory=list)
+    """(rule, severity) of every alert that started firing."""
+    notifications: int = 0
+    suppressed: int = 0
+    deliveries: int = 0
+
+
+def insert_for(conn: Connection, table: Any) -> Any:
+    """An INSERT that takes ON CONFLICT clauses, for the connection's dialect."""
+    return pg_insert(table) if conn.dialect.name == "postgresql" else sqlite_insert(table)
+
+
+def matches(sub: SubscriptionRow, rule: str, severity: str, subject: str, affects: Iterable[str]) -> bool:
+    """Whether an alert passes a subscription's filters (an empty filter passes everything)."""
+    if sub.rules and rule not in sub.rules:
+        return False
+    if sub.severities and severity not in sub.severities:
+        return False
+    return not sub.subjects or subject in sub.subjects or any(a in sub.subjects for a in affects)
+
+
+def webhook_body(kind: str, at: datetime, data: dict[str, Any]) -> str:
+    """The Standard Webhooks body: type, timestamp, data."""
+    return orjson.dumps({"type": kind, "timestamp": at.isoformat(), "data": data}).decode()
+
+
+class AlertStore:
+    """Alert state, timers and the outbox behind one database."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        rules: RuleSet,
+        *,
+        notify_max_age: timedelta = timedelta(days=7),
+        late_after: timedelta = timedelta(seconds=60),
+    ) -> None:
+        self.engine = engine
+        self.rules = rules
+        self.notify_max_age = notify_max_age
+        self.late_after = late_after
+
+    # -- events ------------------------------------------------------------------------------
+
+    def apply(self, batch: Sequence[Consumed], now: datetime) -> Outcome:
+        """Apply a batch of records: new events, alert transitions, outbox rows, offsets."""
+        outcome = Outcome()
+        with self.engine.begin() as conn:
+            new = self._insert_events(conn, batch, now, outcome)
+            if new:
+                by_subject: dict[str, list[Event]] = defaultdict(list)
+                for event in new:
+                    by_subject[event.subject].append(event)
+                subs = _subscriptions(conn)
+                states = self._fold(conn, by_subject, now)
+                known = frozenset(
+                    conn.execute(select(AlertSubject.subject).where(AlertSubject.is_agreement)).scalars()
+                )
+                for subject, state in states.items():
+                    self._evaluate(conn, state, by_subject[subject], known, subs, now, outcome)
+            _save_offsets(conn, batch, now)
+        return outcome
+
+    def _insert_events(
+        self, conn: Connection, batch: Sequence[Consumed], now: datetime, outcome: Outcome
+    ) -> list[Event]:
+        unique: dict[UUID, Event] = {}
+        for item in batch:
+            if item.event is not None:
+                unique.setdefault(item.event.event_id, item.event)
+        decoded = sum(1 for item in batch if item.event is not None)
+        if not unique:
+            outcome.duplicates = decoded
+            return []
+        stmt = insert_for(conn, AlertEvent.__table__).on_conflict_do_nothing(index_elements=["id"]).returning(
+            AlertEvent.id
+        )
+        rows = [
+            {"id": e.event_id, "subject": e.subject, "type": e.type,
+             "body": e.model_dump_json(exclude_none=True), "seen_at": now}
+            for e in unique.values()
+        ]
+        inserted = {row[0] for row in conn.execute(stmt, rows)}
+        outcome.new_events = len(inserted)
+        outcome.duplicates = decoded - len(inserted)
+        return [e for e in unique.values() if e.event_id in inserted]
+
+    def _fold(self, conn: Connection, by_subject: dict[str, list[Event]], now: datetime) -> dict[str, SubjectState]:
+        subjects = sorted(by_subject)
+        query = select(AlertSubject.subject, AlertSubject.state).where(AlertSubject.subject.in_(subjects))
+        snapshots = dict(conn.execute(query).all())
+        states: dict[str, SubjectState] = {}
+        for subject in subjects:
+            raw = snapshots.get(subject)
+            state = None
+            if raw is not None:
+                state = advance(SubjectState.model_validate_json(raw), by_subject[subject], in_place=True)
+            if state is None:
+                bodies = conn.execute(select(AlertEvent.body).where(AlertEvent.subject == subject)).scalars()
+                state = project(subject, [parse_event_json(body) for body in bodies])
+            states[subject] = state
+        stmt = insert_for(conn, AlertSubject.__table__)
+        conn.execute(
+            stmt.on_conflict_do_update(
+                index_elements=["subject"],
+                set_={"state": stmt.excluded.state, "is_agreement": stmt.excluded.is_agreement,
+                      "updated_at": stmt.excluded.updated_at},
+            ),
+            [{"subject": s, "state": st.model_dump_json(), "is_agreement": st.agreement is not None,
+              "updated_at": now} for s, st in states.items()],
+        )
+        return states
+
+    def _evaluate(
+        self, conn: Connection, state: SubjectState, new: list[Event], known: frozenset[str],
+        subs: list[SubscriptionRow], now: datetime, outcome: Outcome,
+    ) -> None:
+        existing = {row.fingerprint: row for row in load_alerts(conn, Alert.subject == state.subject)}
+        firing: dict[str, set[str]] = defaultdict(set)
+        for row in existing.values():
+            if row.state == "firing":
+                firing[row.rule].add(row.cause)
+        ctx = Context(
+            now=now, known_agreements=known | ({state.subject} if state.agreement else set()),
+            notify_max_age=self.notify_max_age,
+            firing={rule: frozenset(causes) for rule, causes in firing.items()},
+        )
+        for desired in evaluate(self.rules, state, new, ctx):
+            found = existing.get(desired.fingerprint)
+            steps = transitions(_current(found) if found is not None else None, desired, now)
+            if found is None:
+                row = _insert_alert(conn, desired, now)
+                existing[row.fingerprint] = row
+                outcome.fired.append((desired.rule.id, desired.rule.severity))
+            else:
+                row = found
+                if desired.state == "firing" and (row.summary, row.details) != (desired.summary, desired.details):
+                    conn.execute(update(Alert).where(Alert.fingerprint == row.fingerprint).values(
+                        summary=desired.summary, details=desired.details, updated_at=now))
+                    row.summary, row.details = desired.summary, desired.details
+            for step in steps:
+                self._record(conn, row, step, now, subs, outcome)
+            if row.state == "firing":
+                self._schedule(conn, row.fingerprint, desired, now)
+
+    def _schedule(self, conn: Connection, fp: str, desired: Desired, now: datetime) -> None:
+        """Create the alert's timers; move pending ones whose time changed (a corrected deadline)."""
+        if not desired.timers:
+            return
+        have = {
+            t.stage: t
+            for t in conn.execute(select(AlertTimer.stage, AlertTimer.status, AlertTimer.fire_at)
+                                  .where(AlertTimer.fingerprint == fp))
+        }
+        fresh = []
+        for stage, when in desired.timers:
+            timer = have.get(stage)
+            if timer is None:
+                # A stage already past when the alert is first seen is recorded, never sent.
+                fresh.append({"fingerprint": fp, "stage": stage, "fire_at": when,
+                              "status": "pending" if when > now else "skipped",
+                              "done_at": None if when > now else now})
+            elif timer.status == "pending" and stage != "expire" and timer.fire_at != when:
+                conn.execute(update(AlertTimer).where(AlertTimer.fingerprint == fp, AlertTimer.stage == stage)
+                             .values(fire_at=when, status="pending" if when > now else "skipped"))
+        if fresh:
+            conn.execute(TIMER.insert(), fresh)
+
+    def _record(
+        self, conn: Connection, row: AlertRow, step: Transition, now: datetime,
+        subs: list[SubscriptionRow], outcome: Outcome,
+    ) -> None:
+        """One transition: alert state, a notification (once), outbox rows for the subscribers."""
+        if step.state == "resolved" and row.state != "resolved":
+            conn.execute(update(Alert).where(Alert.fingerprint == row.fingerprint).values(
+                state="resolved", resolved_at=now, resolution=step.reason, updated_at=now))
+            conn.execute(update(AlertTimer).where(AlertTimer.fingerprint == row.fingerprint,
+                                                  AlertTimer.status == "pending")
+                         .values(status="cancelled", done_at=now))
+            row.state, row.resolved_at, row.resolution = "resolved", now, step.reason
+        data = alert_document(row) | {
+            "transition": step.name, "late": step.late,
+            "reminder": step.name.removeprefix("reminder:") if step.name.startswith("reminder:") else None,
+        }
+        note_id = uuid.uuid5(NAMESPACE, f"{row.fingerprint}|{step.name}")
+        payload = webhook_body(step.webhook_type, now, data)
+        inserted = conn.execute(
+            insert_for(conn, Notification.__table__).on_conflict_do_nothing().returning(Notification.id),
+            {"id": note_id, "fingerprint": row.fingerprint, "transition": step.name, "type": step.webhook_type,
+             "created_at": now, "late": step.late, "suppressed": step.suppressed, "payload": payload},
+        ).first()
+        if inserted is None:
+            return
+        outcome.notifications += 1
+        if step.suppressed is not None:
+            outcome.suppressed += 1
+            return
+        affects = row.details.get("affects") or ([row.details["agreement"]] if row.details.get("agreement") else [])
+        deliveries = [
+            {"id": uuid.uuid5(note_id, str(sub.id)), "subscription_id": sub.id, "notification_id": note_id,
+             "type": step.webhook_type, "payload": payload, "status": "pending", "attempts": 0,
+             "next_attempt_at": now, "lease_until": None, "created_at": now}
+            for sub in subs if matches(sub, row.rule, row.severity, row.subject, affects)
+        ]
+        if deliveries:
+            conn.execute(insert_for(conn, Delivery.__table__).on_conflict_do_nothing(), deliveries)
+            outcome.deliveries += len(deliveries)
+
+    # -- the clock ---------------------------------------------------------------------------
+
+    def tick(self, now: datetime, *, limit: int = 1000) -> Outcome:
+        """Act on every timer whose moment has come: reminders, deadlines reached, expiries."""
+        outcome = Outcome()
+        with self.engine.begin() as conn:
+            due = conn.execute(
+                select(AlertTimer.fingerprint, AlertTimer.stage, AlertTimer.fire_at)
+                .where(AlertTimer.status == "pending", AlertTimer.fire_at <= now)
+                .order_by(AlertTimer.fire_at).limit(limit)
+            ).all()
+            if not due:
+                return outcome
+            by_alert: dict[str, list[tuple[str, datetime]]] = defaultdict(list)
+            for fp, stage, when in due:
+                by_alert[fp].append((stage, when))
+            alerts = {row.fingerprint: row for row in load_alerts(conn, Alert.fingerprint.in_(list(by_alert)))}
+            subs = _subscriptions(conn)
+            for fp, stages in by_alert.items():
+                row = alerts[fp]
+                steps, skipped = on_time(_current(row), stages, now, self.late_after)
+                fired = {s for s, _ in stages} - set(skipped)
+                for status, names in (("done", fired), ("skipped", set(skipped))):
+                    if names:
+                        conn.execute(update(AlertTimer).where(AlertTimer.fingerprint == fp,
+                                                              AlertTimer.stage.in_(sorted(names)))
+                                     .values(status=status, done_at=now))
+                for step in steps:
+                    self._record(conn, row, step, now, subs, outcome)
+        return outcome
+
+    def next_timer(self) -> datetime | None:
+        """When the next pending timer is due."""
+        with self.engine.connect() as conn:
+            return conn.execute(select(func.min(AlertTimer.fire_at)).where(AlertTimer.status == "pending")).scalar()
+
+    def positions(self, topic: str) -> dict[int, int]:
+        """The next offset per partition, as committed with the alert state."""
+        with self.engine.connect() as conn:
+            query = select(AlertOffset.partition, AlertOffset.next_offset).where(AlertOffset.topic == topic)
+            rows = conn.execute(query)
+            return {int(p): int(o) for p, o in rows}
+
+    def firing_counts(self) -> dict[tuple[str, str], int]:
+        """Firing alerts per (rule, severity)."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(Alert.rule, Alert.severity, func.count()).where(Alert.state == "firing")
+                .group_by(Alert.rule, Alert.severity)
+            )
+            return {(rule, severity): int(n) for rule, severity, n in rows}
+
+
+def alert_document(row: AlertRow) -> dict[str, Any]:
+    """An alert as the API and webhooks show it."""
+    return {
+        "id": row.fingerprint, "rule": row.rule, "severity": row.severity, "subject": row.subject,
+        "cause": row.cause, "state": row.state, "summary": row.summary,
+        "occurred_at": row.occurred_at.isoformat(), "fired_at": row.fired_at.isoformat(),
+        "resolved_at": row.resolved_at.isoformat() if row.resolved_at else None,
+        "resolution": row.resolution, "historical": row.historical, "details": row.details,
+    }
+
+
+def _current(row: AlertRow) -> Current:
+    return Current(row.fingerprint, row.rule, "resolved" if row.state == "resolved" else "firing",
+                   row.fired_at, row.historical, row.details)
+
+
+def _insert_alert(conn: Connection, d: Desired, now: datetime) -> AlertRow:
+    values: dict[str, Any] = {
+        "fingerprint": d.fingerprint, "rule": d.rule.id, "severity": d.rule.severity, "subject": d.subject,
+        "cause": d.cause, "state": "firing", "summary": d.summary, "details": d.details,
+        "occurred_at": d.at, "historical": d.historical, "fired_at": now, "resolved_at": None,
+        "resolution": None, "updated_at": now,
+    }
+    conn.execute(ALERT.insert(), values)
+    return AlertRow(**values)
+
+
+def _subscriptions(conn: Connection) -> list[SubscriptionRow]:
+    return load_subscriptions(conn, Subscription.status == "active")
+
+
+def _save_offsets(conn: Connection, batch: Sequence[Consumed], now: datetime) -> None:
+    positions: dict[tuple[str, int], int] = {}
+    for item in batch:
+        key = (item.topic, item.partition)
+        positions[key] = max(positions.get(key, -1), item.offset + 1)
+    if not positions:
+        return
+    stmt = insert_for(conn, AlertOffset.__table__)
+    greatest = func.greatest if conn.dialect.name == "postgresql" else func.max
+    conn.execute(
+        stmt.on_conflict_do_update(
+            index_elements=["topic", "partition"],
+            set_={"next_offset": greatest(AlertOffset.next_offset, stmt.excluded.next_offset),
+                  "updated_at": stmt.excluded.updated_at},
+        ),
+        [{"topic": t, "partition": p, "next_offset": o, "updated_at": now} for (t, p), o in positions.items()],
+    )
+
+
+def utcnow() -> datetime:
+    """The wall clock (only the edges call it; the core takes `now` as an argument)."""
+    return datetime.now(UTC)
+
