@@ -27,7 +27,7 @@ class Received:
     path: str
     webhook_id: str
     verified: bool
-    body: dict[str, Any] | None
+    body: dict[str, Any]
     status: int
     at: float
 
@@ -72,7 +72,7 @@ class Receiver:
             return [
                 r for r in self.received
                 if r.verified and 200 <= r.status < 300 and (path is None or r.path == path)
-                and (kind is None or (r.body or {}).get("type") == kind)
+                and (kind is None or r.body.get("type") == kind)
             ]
 
     def all(self, path: str | None = None) -> list[Received]:
@@ -88,10 +88,11 @@ class Receiver:
                 n = ep.requests
         if ep is None:
             return web.Response(status=404)
-        verified, body = False, None
+        verified = False
+        body: Any = {}
         if ep.secret:
             try:
-                body = Webhook(ep.secret).verify(raw, dict(request.headers))
+                body = Webhook(ep.secret).verify(raw, dict(request.headers)) or {}
                 verified = True
             except WebhookVerificationError:
                 verified = False
@@ -103,8 +104,13 @@ class Receiver:
             status = ep.fail_status
         else:
             status = ep.status
+        if not verified:
+            try:
+                body = json.loads(raw)
+            except ValueError:
+                body = {}
         item = Received(request.path, request.headers.get("webhook-id", ""), verified,
-                        body if isinstance(body, dict) else (json.loads(raw) if raw else None), status, time.time())
+                        body if isinstance(body, dict) else {}, status, time.time())
         with self.lock:
             self.received.append(item)
         if verified and 200 <= status < 300 and self.on_verified is not None:
@@ -137,8 +143,7 @@ class ReceiverServer:
                 loop.run_until_complete(runner.setup())
                 site = web.TCPSite(runner, "127.0.0.1", self.receiver.port, reuse_address=True)
                 loop.run_until_complete(site.start())
-                sockets = site._server.sockets if site._server else []  # type: ignore[union-attr]
-                self.receiver.port = sockets[0].getsockname()[1]
+                self.receiver.port = int(runner.addresses[0][1])
             except BaseException as exc:
                 errors.append(exc)
                 ready.set()

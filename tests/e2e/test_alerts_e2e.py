@@ -83,8 +83,9 @@ def stay_request(case: str, **overrides: Any) -> dict[str, Any]:
 
 
 def delivered(receiver: Receiver, path: str, kind: str = "alert.firing", n: int = 1) -> list[Any]:
-    return wait_for(lambda: (got := receiver.verified(path, kind)) and len(got) >= n and got,
-                    timeout=60, what=f"{n} verified {kind} on {path}")
+    got: list[Any] = wait_for(lambda: (r := receiver.verified(path, kind)) and len(r) >= n and r,
+                              timeout=60, what=f"{n} verified {kind} on {path}")
+    return got
 
 
 # -- bad input ----------------------------------------------------------------------------------
@@ -297,7 +298,7 @@ def test_sigkill_during_delivery_loses_nothing(alerts_stack: RunningStack, recei
     alerts_stack.stack.restart("alerts-worker")
     got = wait_for(lambda: len({r.webhook_id for r in receiver.verified("/kill")}) >= len(cases)
                    and receiver.verified("/kill"), timeout=120, what="every alert after the crash")
-    alerts = {}
+    alerts: dict[str, set[str]] = {}
     for r in got:
         alerts.setdefault(r.webhook_id, set()).add(r.body["data"]["id"])
     assert len(alerts) == len(cases)
