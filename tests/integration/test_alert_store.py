@@ -1,0 +1,170 @@
+"""The alert store on SQLite and on a real PostgreSQL: the seed scenario on a fake clock, replays, the outbox."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import Engine, insert, select, text
+
+from schemas.envelope import Event, instant
+from schemas.registry import parse_event
+from services.alerts import outbox
+from services.alerts.migrate import upgrade
+from services.alerts.rules import load_rules
+from services.alerts.settings import DEFAULT_RULES
+from services.alerts.store import AlertStore, Consumed, load_alerts
+from services.alerts.tables import Alert, Base, Delivery, Subscription
+from services.platform.db import make_engine
+
+ROOT = Path(__file__).resolve().parents[2]
+CASE = "innovation-law-lab-v-wolf"
+
+
+@pytest.fixture
+def engine(database_url: str) -> Any:
+    engine = make_engine(database_url, writer=True)
+    upgrade(engine)
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+
+
+def seed_events() -> list[Event]:
+    lines = (ROOT / "examples" / "seed-timeline.ndjson").read_text().splitlines()
+    events = [parse_event({**json.loads(line), "recorded_at": "2026-01-01T00:00:00Z"}) for line in lines if line]
+    return sorted(events, key=lambda e: e.sort_key)
+
+
+def subscribe(engine: Engine, **filters: Any) -> uuid.UUID:
+    sub_id = uuid.uuid4()
+    with engine.begin() as conn:
+        conn.execute(insert(Subscription), {
+            "id": sub_id, "url": "http://127.0.0.1:9/hook", "secret": "whsec_" + "A" * 43, "description": None,
+            "rules": filters.get("rules", []), "severities": filters.get("severities", []),
+            "subjects": filters.get("subjects", []), "status": "active", "disabled_reason": None,
+            "disabled_at": None, "consecutive_failures": 0, "created_at": datetime.now(UTC),
+        })
+    return sub_id
+
+
+def notifications(engine: Engine) -> list[tuple[str, str, bool]]:
+    with engine.connect() as conn:
+        rows = conn.execute(text(
+            "SELECT fingerprint, transition, suppressed FROM alert_notifications ORDER BY created_at, transition"))
+        return [(fp, t, s is None) for fp, t, s in rows]
+
+
+def test_migrations_match_the_models(engine: Engine) -> None:
+    with engine.connect() as conn:
+        context = MigrationContext.configure(conn, opts={"version_table": "alembic_version_alerts"})
+        diff = [d for d in compare_metadata(context, Base.metadata)
+                if not (d[0] == "remove_table" and d[1].name == "alembic_version_alerts")]
+    assert diff == []
+
+
+def test_the_seed_scenario_as_it_happened_on_a_fake_clock(engine: Engine) -> None:
+    """Lived through in March 2020: the stay request is critical, the order's reminders come at 72h, 24h, 1h."""
+    store = AlertStore(engine, load_rules(DEFAULT_RULES))
+    sub = subscribe(engine, subjects=[CASE])
+    for offset, e in enumerate(seed_events()):
+        now = instant(e.occurred_at) + timedelta(hours=1)
+        store.tick(now)
+        store.apply([Consumed("events", 0, offset, e)], now)
+    with engine.connect() as conn:
+        alerts = {a.rule: a for a in load_alerts(conn, Alert.subject == CASE)}
+    assert alerts["stay-requested"].severity == "critical"
+    assert alerts["stay-requested"].state == "firing"
+    assert alerts["court-deadline"].details["due_at"] == "2020-03-12T00:00:00+00:00"
+    # The clock runs on to the Thursday the order takes effect; a tick every hour.
+    clock = datetime(2020, 3, 8, 2, tzinfo=UTC)
+    while clock <= datetime(2020, 3, 11, 12, tzinfo=UTC):
+        store.tick(clock)
+        clock += timedelta(hours=1)
+    deadline_fp = alerts["court-deadline"].fingerprint
+    sent = [t for fp, t, ok in notifications(engine) if fp == deadline_fp and ok]
+    assert sent == ["firing", "reminder:72h", "reminder:24h"]
+    # The Supreme Court grants the stay on 11 March: the stay alert and the deadline resolve, no 1h reminder.
+    decision = parse_event({"id": str(uuid.uuid4()), "type": "StayDecided", "subject": CASE,
+                            "occurred_at": "2020-03-11", "recorded_at": "2026-01-01T00:00:00Z",
+                            "sources": [{"publisher": "AP", "url": "https://apnews.com/x"}],
+                            "confidence": "confirmed",
+                            "data": {"court": "Supreme Court of the United States", "decision": "granted",
+                                     "affects": ["mpp"]}})
+    store.apply([Consumed("events", 0, 1000, decision)], clock)
+    while clock <= datetime(2020, 3, 13, tzinfo=UTC):
+        store.tick(clock)
+        clock += timedelta(hours=1)
+    with engine.connect() as conn:
+        after = {a.rule: a for a in load_alerts(conn, Alert.subject == CASE)}
+        queued = conn.execute(select(Delivery.type).where(Delivery.subscription_id == sub)).scalars().all()
+    assert after["stay-requested"].state == "resolved"
+    assert after["court-deadline"].state == "resolved"
+    assert "stay granted" in (after["court-deadline"].resolution or "")
+    sent = [t for fp, t, ok in notifications(engine) if fp == deadline_fp and ok]
+    assert sent == ["firing", "reminder:72h", "reminder:24h", "resolved"]
+    # Only the case's alerts reached the subscription's outbox: the stay request, the deadline (with its two
+    # reminders) and the ruling fired; the stay request and the deadline resolved.
+    assert sorted(queued) == ["alert.firing"] * 5 + ["alert.resolved"] * 2
+    # Applying everything again (a replay from offset 0) notifies nothing.
+    before = notifications(engine)
+    outcome = store.apply([Consumed("events", 0, i, e) for i, e in enumerate(seed_events())], clock)
+    assert (outcome.new_events, outcome.notifications) == (0, 0)
+    assert notifications(engine) == before
+
+
+def test_old_history_is_recorded_never_sent_and_past_reminders_are_skipped(engine: Engine) -> None:
+    store = AlertStore(engine, load_rules(DEFAULT_RULES))
+    sub = subscribe(engine)
+    now = datetime(2026, 11, 22, tzinfo=UTC)
+    outcome = store.apply([Consumed("events", 0, i, e) for i, e in enumerate(seed_events())], now)
+    assert outcome.notifications > 0
+    assert outcome.notifications == outcome.suppressed
+    assert outcome.deliveries == 0
+    store.tick(now + timedelta(days=8))
+    with engine.connect() as conn:
+        queued = conn.execute(select(Delivery.id).where(Delivery.subscription_id == sub)).all()
+        timers: dict[str, int] = dict(conn.execute(text("SELECT status, count(*) FROM alert_timers GROUP BY status")).all())
+    assert queued == []
+    assert all(ok is False for _, _, ok in notifications(engine))
+    assert "pending" not in timers
+    # The Ninth Circuit order's deadline had passed long before: recorded as fired and resolved, no reminders.
+    deadline = [t for fp, t, _ in notifications(engine) if fp.startswith(f"court-deadline/{CASE}/")]
+    assert deadline == ["firing", "resolved"]
+
+
+def test_outbox_retries_on_schedule_honours_retry_after_and_gives_up(engine: Engine) -> None:
+    store = AlertStore(engine, load_rules(DEFAULT_RULES))
+    sub = subscribe(engine)
+    now = datetime.now(UTC)
+    request = parse_event({"id": str(uuid.uuid4()), "type": "StayRequested", "subject": "case-x",
+                           "occurred_at": now.isoformat(), "recorded_at": now.isoformat(),
+                           "sources": [{"publisher": "AP", "url": "https://apnews.com/x"}], "confidence": "confirmed",
+                           "data": {"requested_by": "DHS", "court": "SCOTUS"}})
+    assert store.apply([Consumed("events", 0, 0, request)], now).deliveries == 1
+    policy = outbox.Policy(schedule=(0, 5, 60), disable_after=1, max_retry_after_s=600, lease=timedelta(seconds=40))
+    [claimed] = outbox.claim(engine, now, lambda _: 4, policy)
+    assert outbox.claim(engine, now, lambda _: 4, policy) == [], "a leased delivery is not claimed twice"
+    [booked] = outbox.record(engine, [outbox.Result(claimed, now, 500, "HTTP 500", 3.0)], policy)
+    assert booked.outcome == "retrying"
+    assert outbox.claim(engine, now + timedelta(seconds=4), lambda _: 4, policy) == []
+    [second] = outbox.claim(engine, now + timedelta(seconds=5), lambda _: 4, policy)
+    [booked] = outbox.record(engine, [outbox.Result(second, now + timedelta(seconds=5), 503, "HTTP 503", 1.0,
+                                                    retry_after_s=120)], policy)
+    assert booked.outcome == "retrying"
+    assert outbox.claim(engine, now + timedelta(seconds=66), lambda _: 4, policy) == [], "Retry-After beats 60 s"
+    [third] = outbox.claim(engine, now + timedelta(seconds=126), lambda _: 4, policy)
+    [booked] = outbox.record(engine, [outbox.Result(third, now + timedelta(seconds=126), None, "timeout", 1.0)], policy)
+    assert booked.outcome == "failed"
+    with engine.connect() as conn:
+        status, reason = conn.execute(select(Subscription.status, Subscription.disabled_reason)
+                                      .where(Subscription.id == sub)).one()
+    assert status == "disabled"
+    assert "failed after every retry" in (reason or "")
