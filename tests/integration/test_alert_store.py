@@ -131,7 +131,8 @@ def test_old_history_is_recorded_never_sent_and_past_reminders_are_skipped(engin
     store.tick(now + timedelta(days=8))
     with engine.connect() as conn:
         queued = conn.execute(select(Delivery.id).where(Delivery.subscription_id == sub)).all()
-        timers: dict[str, int] = dict(conn.execute(text("SELECT status, count(*) FROM alert_timers GROUP BY status")).all())
+        by_status = text("SELECT status, count(*) FROM alert_timers GROUP BY status")
+        timers: dict[str, int] = dict(conn.execute(by_status).all())
     assert queued == []
     assert all(ok is False for _, _, ok in notifications(engine))
     assert "pending" not in timers

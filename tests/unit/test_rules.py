@@ -178,7 +178,7 @@ def test_reminders_at_each_lead_time_with_a_fake_clock() -> None:
     timers = {"72h": due - timedelta(hours=72), "24h": due - timedelta(hours=24), "1h": due - timedelta(hours=1),
               "due": due}
     alert = Current("court-deadline/x/1", "court-deadline", "firing", NOW, False)
-    sent = []
+    sent: list[tuple[str, bool]] = []
     for stage, when in timers.items():
         steps, skipped = on_time(alert, [(stage, when)], when + timedelta(seconds=1), timedelta(seconds=60))
         assert skipped == []
