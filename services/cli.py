@@ -55,6 +55,7 @@ def _url(name: str, port_var: str, default: int) -> str:
 
 IngestUrl = Annotated[str, typer.Option(envvar="ACCORDWATCH_INGEST_URL", help="Ingest base URL.")]
 ProjectorUrl = Annotated[str, typer.Option(envvar="ACCORDWATCH_PROJECTOR_URL", help="Query API base URL.")]
+AlertsUrl = Annotated[str, typer.Option(envvar="ACCORDWATCH_ALERTS_URL", help="Alerts API base URL.")]
 
 
 def _client(base: str, timeout: float = 30.0) -> httpx.Client:
@@ -89,7 +90,7 @@ def run(
     examples: Annotated[bool, typer.Option(help="Load examples/ once into a fresh broker.")] = True,
     exit_after_load: Annotated[bool, typer.Option(hidden=True, help="Stop once examples are projected.")] = False,
 ) -> None:
-    """Run the whole local stack (Kafka broker, ingest, projector) until Ctrl-C."""
+    """Run the whole local stack (Kafka broker, ingest, projector, alerts) until Ctrl-C."""
     from services.stack.local import LocalStack, Ports
 
     data = home()
@@ -107,7 +108,7 @@ def run(
     try:
         with console.status("starting the Kafka broker (first run assembles it from Maven Central)"):
             stack.start_broker()
-        with console.status("starting ingest and the projector"):
+        with console.status("starting ingest, the projector and alerts"):
             stack.start()
         marker = data / "kafka" / "examples-loaded"
         if examples and not marker.exists():
@@ -161,13 +162,17 @@ def _print_stack(stack: Any, key: str) -> None:
     table.add_row("ingest", f"{stack.urls['ingest']}  (POST /v1/events, /docs)")
     table.add_row("query API", f"{stack.urls['projector']}  (GET /v1/agreements, /docs)")
     table.add_row("projector worker metrics", f"{stack.urls['projector-worker']}/metrics")
+    table.add_row("alerts API", f"{stack.urls['alerts']}  (GET /v1/alerts, POST /v1/subscriptions, /docs)")
+    table.add_row("alerts worker metrics", f"{stack.urls['alerts-worker']}/metrics")
     table.add_row("read model", stack.db_url)
+    table.add_row("alert store", stack.alerts_db_url)
     table.add_row("logs", str(stack.home / "logs"))
     table.add_row("API key (dev, every scope)", key)
     console.print(table)
     console.print(
         f'try: curl -s -H "Authorization: Bearer {key}" {stack.urls["projector"]}/v1/agreements\n'
-        "     accordwatch status    accordwatch timeline us-gt-aca-2019    accordwatch replay"
+        "     accordwatch status    accordwatch timeline us-gt-aca-2019    accordwatch replay\n"
+        "     accordwatch alerts    accordwatch subscribe http://127.0.0.1:9000/hook"
     )
 
 
@@ -348,6 +353,89 @@ def keys(
     file.write_text(json.dumps(entries, indent=2) + "\n")
     file.chmod(0o600)
     console.print(key)
+
+
+# --------------------------------------------------------------------------- alerts
+
+
+@app.command()
+def alerts(
+    state: Annotated[str | None, typer.Option(help="firing or resolved.")] = None,
+    subject: Annotated[str | None, typer.Option(help="Only this agreement or case.")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=500, help="How many, newest first.")] = 50,
+    alerts_url: AlertsUrl = "http://127.0.0.1:8082",
+) -> None:
+    """A table of alerts, newest first."""
+    if state not in (None, "firing", "resolved"):
+        raise typer.BadParameter("firing or resolved", param_hint="--state")
+    try:
+        with _client(alerts_url) as client:
+            items = _get(client, "/v1/alerts", state=state, subject=subject, limit=limit)["items"]
+    except httpx.TransportError as exc:
+        raise _unreachable(alerts_url, exc) from None
+    table = Table(title="Alerts")
+    for column in ("fired", "severity", "rule", "subject", "state", "summary"):
+        table.add_column(column)
+    colours = {"critical": "bold red", "warning": "yellow", "info": "cyan"}
+    for a in items:
+        state_text = a["state"] + (f" ({a['resolution']})" if a.get("resolution") else "")
+        if a.get("historical"):
+            state_text += " [dim]history, not sent[/]"
+        table.add_row(a["fired_at"][:19], f"[{colours.get(a['severity'], '')}]{a['severity']}[/]", a["rule"],
+                      a["subject"], state_text, a["summary"])
+    console.print(table)
+
+
+@app.command()
+def subscribe(
+    url: Annotated[str, typer.Argument(help="The receiver's http(s) URL.")],
+    rule: Annotated[list[str] | None, typer.Option("--rule", help="Only this rule (repeatable).")] = None,
+    severity: Annotated[list[str] | None, typer.Option("--severity", help="Only this severity (repeatable).")] = None,
+    subject: Annotated[list[str] | None, typer.Option("--subject", help="Only this agreement or case.")] = None,
+    description: Annotated[str | None, typer.Option(help="A note for whoever reads the list.")] = None,
+    ping: Annotated[bool, typer.Option(help="Send a signed test ping right away.")] = False,
+    alerts_url: AlertsUrl = "http://127.0.0.1:8082",
+) -> None:
+    """Subscribe a webhook to alerts; prints the signing secret once."""
+    body = {"url": url, "rules": rule or [], "severities": severity or [], "subjects": subject or [],
+            "description": description}
+    try:
+        with _client(alerts_url) as client:
+            response = client.post("/v1/subscriptions", json=body)
+            if response.status_code != 201:
+                raise _fail(response)
+            created = response.json()
+            pinged = client.post(f"/v1/subscriptions/{created['id']}/test").json() if ping else None
+    except httpx.TransportError as exc:
+        raise _unreachable(alerts_url, exc) from None
+    console.print(f"subscription {created['id']} -> {created['url']}")
+    console.print(f"signing secret (shown once, keep it): [bold]{created['secret']}[/]")
+    if pinged is not None:
+        console.print(f"test ping: {pinged['outcome']} ({pinged.get('status_code') or pinged.get('error')})")
+
+
+@app.command()
+def migrate(
+    database_url: Annotated[str | None, typer.Option(envvar="ACCORDWATCH_DATABASE_URL", help="Read model URL.")] = None,
+    alerts_database_url: Annotated[
+        str | None, typer.Option(envvar="ACCORDWATCH_ALERTS_DATABASE_URL", help="Alert store URL.")
+    ] = None,
+) -> None:
+    """`alembic upgrade head` for the read model and the alert store (the compose stack's migration job)."""
+    from services.alerts.migrate import upgrade as upgrade_alerts
+    from services.platform.db import make_engine
+    from services.projector.readmodel.migrate import upgrade as upgrade_read_model
+
+    read_model = database_url or os.environ.get("DATABASE_URL") or f"sqlite:///{home() / 'accordwatch.db'}"
+    alert_store = alerts_database_url or f"sqlite:///{home() / 'alerts.db'}"
+    for name, url, upgrade in (("read model", read_model, upgrade_read_model),
+                               ("alert store", alert_store, upgrade_alerts)):
+        engine = make_engine(url)
+        try:
+            upgrade(engine)
+        finally:
+            engine.dispose()
+        console.print(f"{name}: at head ({engine.url.render_as_string(hide_password=True)})")
 
 
 def main() -> None:

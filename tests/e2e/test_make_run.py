@@ -46,6 +46,12 @@ def test_make_run_comes_up_loads_examples_and_stops_cleanly(tmp_path: Path) -> N
         agreements = httpx.get(f"http://127.0.0.1:{ports.projector}/v1/agreements", headers=headers).json()
         assert {"us-gt-aca-2019", "us-sv-aca-2019", "us-hn-aca-2019"} <= {a["id"] for a in agreements["items"]}
         assert httpx.get(f"http://127.0.0.1:{ports.ingest}/healthz").status_code == 200
+        # The alerts service evaluated the same timeline: the 2020 stay request is on record, as history.
+        alerts_url = f"http://127.0.0.1:{ports.alerts}/v1/alerts"
+        alerts = wait_for(lambda: httpx.get(alerts_url, headers=headers, params={"rule": "stay-requested"})
+                          .json()["items"], what="the seed stay request among the alerts")
+        assert alerts[0]["subject"] == "innovation-law-lab-v-wolf"
+        assert alerts[0]["historical"] is True
     finally:
         os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C
         try:
@@ -57,6 +63,7 @@ def test_make_run_comes_up_loads_examples_and_stops_cleanly(tmp_path: Path) -> N
     output = (tmp_path / "make-run.log").read_text(errors="replace")
     assert "stopped." in output, output[-3000:]
     deadline = time.monotonic() + 30
-    while any(_listening(p) for p in (ports.kafka, ports.ingest, ports.projector, ports.projector_metrics)):
+    while any(_listening(p) for p in (ports.kafka, ports.ingest, ports.projector, ports.projector_metrics,
+                                      ports.alerts, ports.alerts_metrics)):
         assert time.monotonic() < deadline, "make run left processes listening"
         time.sleep(0.2)
