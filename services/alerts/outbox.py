@@ -11,9 +11,10 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import cast
 from uuid import UUID
 
-from sqlalchemy import Connection, Engine, and_, func, insert, or_, select, update
+from sqlalchemy import Connection, Engine, Table, and_, bindparam, func, insert, or_, select, update
 
 from services.alerts.tables import Delivery, DeliveryAttempt, Subscription
 
@@ -114,47 +115,56 @@ def claim(
 
 
 def record(engine: Engine, results: Sequence[Result], policy: Policy) -> list[Recorded]:
-    """Book a batch of attempt results in one transaction."""
+    """Book a batch of attempt results in one transaction (successes in bulk, the rest one by one)."""
     booked: list[Recorded] = []
     with engine.begin() as conn:
-        for result in results:
-            delivery = result.delivery
-            attempts = delivery.attempts + 1
-            conn.execute(insert(DeliveryAttempt), {
-                "delivery_id": delivery.id, "attempt": attempts, "at": result.at,
-                "status_code": result.status_code, "error": result.error, "duration_ms": result.duration_ms,
-            })
-            common = {"attempts": attempts, "lease_until": None, "last_status_code": result.status_code,
-                      "last_error": result.error}
-            this = Delivery.id == delivery.id
-            sub = Subscription.id == delivery.subscription_id
-            if result.ok:
-                conn.execute(update(Delivery).where(this).values(status="succeeded", completed_at=result.at, **common))
-                conn.execute(update(Subscription).where(sub).values(consecutive_failures=0))
-                booked.append(Recorded(result, "succeeded"))
-                continue
-            if result.status_code == GONE:
-                conn.execute(update(Delivery).where(this).values(status="failed", completed_at=result.at, **common))
-                disable(conn, delivery.subscription_id, result.at, "the endpoint answered 410 Gone")
-                booked.append(Recorded(result, "gone"))
-                continue
-            delay = policy.next_delay(attempts, result.retry_after_s)
-            if delay is not None:
-                conn.execute(update(Delivery).where(this).values(
-                    next_attempt_at=result.at + timedelta(seconds=delay), **common))
-                booked.append(Recorded(result, "retrying"))
-                continue
-            conn.execute(update(Delivery).where(this).values(status="failed", completed_at=result.at, **common))
-            failures = conn.execute(
-                update(Subscription).where(sub)
-                .values(consecutive_failures=Subscription.consecutive_failures + 1)
-                .returning(Subscription.consecutive_failures)
-            ).scalar_one()
-            if failures >= policy.disable_after:
-                disable(conn, delivery.subscription_id, result.at,
-                        f"{failures} deliveries in a row failed after every retry")
-            booked.append(Recorded(result, "failed"))
+        conn.execute(insert(DeliveryAttempt), [
+            {"delivery_id": r.delivery.id, "attempt": r.delivery.attempts + 1, "at": r.at,
+             "status_code": r.status_code, "error": r.error, "duration_ms": r.duration_ms}
+            for r in results
+        ])
+        ok = [r for r in results if r.ok]
+        if ok:
+            table = cast(Table, Delivery.__table__)
+            conn.execute(
+                update(table).where(table.c.id == bindparam("b_id")).values(
+                    status="succeeded", completed_at=bindparam("b_at"), attempts=bindparam("b_attempts"),
+                    lease_until=None, last_status_code=bindparam("b_code"), last_error=None),
+                [{"b_id": r.delivery.id, "b_at": r.at, "b_attempts": r.delivery.attempts + 1,
+                  "b_code": r.status_code} for r in ok],
+            )
+            subs = sorted({r.delivery.subscription_id for r in ok})
+            conn.execute(update(Subscription).where(Subscription.id.in_(subs), Subscription.consecutive_failures != 0)
+                         .values(consecutive_failures=0))
+            booked.extend(Recorded(r, "succeeded") for r in ok)
+        booked.extend(Recorded(r, _book_failure(conn, r, policy)) for r in results if not r.ok)
     return booked
+
+
+def _book_failure(conn: Connection, result: Result, policy: Policy) -> str:
+    delivery = result.delivery
+    attempts = delivery.attempts + 1
+    common = {"attempts": attempts, "lease_until": None, "last_status_code": result.status_code,
+              "last_error": result.error}
+    this = Delivery.id == delivery.id
+    if result.status_code == GONE:
+        conn.execute(update(Delivery).where(this).values(status="failed", completed_at=result.at, **common))
+        disable(conn, delivery.subscription_id, result.at, "the endpoint answered 410 Gone")
+        return "gone"
+    delay = policy.next_delay(attempts, result.retry_after_s)
+    if delay is not None:
+        later = result.at + timedelta(seconds=delay)
+        conn.execute(update(Delivery).where(this).values(next_attempt_at=later, **common))
+        return "retrying"
+    conn.execute(update(Delivery).where(this).values(status="failed", completed_at=result.at, **common))
+    failures = conn.execute(
+        update(Subscription).where(Subscription.id == delivery.subscription_id)
+        .values(consecutive_failures=Subscription.consecutive_failures + 1)
+        .returning(Subscription.consecutive_failures)
+    ).scalar_one()
+    if failures >= policy.disable_after:
+        disable(conn, delivery.subscription_id, result.at, f"{failures} deliveries in a row failed after every retry")
+    return "failed"
 
 
 def disable(conn: Connection, subscription_id: UUID, at: datetime, reason: str) -> None:

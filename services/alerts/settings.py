@@ -61,7 +61,7 @@ class AlertsSettings(CommonSettings):
         description="Timeout of one webhook request (connect + response).",
     )
     endpoint_concurrency: int = Field(
-        default=4, ge=1, validation_alias="ACCORDWATCH_WEBHOOK_ENDPOINT_CONCURRENCY",
+        default=16, ge=1, validation_alias="ACCORDWATCH_WEBHOOK_ENDPOINT_CONCURRENCY",
         description="Requests in flight per subscription; a slow endpoint only ever holds its own.",
     )
     disable_after_failures: int = Field(
