@@ -22,6 +22,7 @@ lint: setup-test
 bench: setup-test
 	.venv/bin/python bench/ingest.py
 	.venv/bin/python bench/projector.py
+	.venv/bin/python bench/alerts.py
 
 clean:
 	rm -rf .local
