@@ -31,3 +31,6 @@ DLQ_RECORDS = Counter(
     "Records skipped because they do not decode (the projector dead-letters them)",
     ["reason"],
 )
+EVALUATION_ERRORS = Counter(
+    "accordwatch_alerts_evaluation_errors_total", "Subjects whose rules raised; their alerts were skipped"
+)

@@ -9,6 +9,7 @@ Redelivery, restarts and replays from offset 0 therefore find nothing new to not
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -38,6 +39,8 @@ from services.alerts.tables import (
 )
 from services.domain.fold import advance, project
 from services.domain.state import SubjectState
+
+log = logging.getLogger(__name__)
 
 NAMESPACE = UUID("5d0c3a51-8a0b-4f55-9d1e-6a3f0f7e2c11")
 
@@ -116,6 +119,7 @@ class Outcome:
     notifications: int = 0
     suppressed: int = 0
     deliveries: int = 0
+    failed_subjects: list[str] = field(default_factory=list)
 
 
 def insert_for(conn: Connection, table: Any) -> Any:
@@ -170,7 +174,13 @@ class AlertStore:
                     conn.execute(select(AlertSubject.subject).where(AlertSubject.is_agreement)).scalars()
                 )
                 for subject, state in states.items():
-                    self._evaluate(conn, state, by_subject[subject], known, subs, now, outcome)
+                    # One subject's failure (a rule bug, bad data) must not stop the others or the stream.
+                    try:
+                        with conn.begin_nested():
+                            self._evaluate(conn, state, by_subject[subject], known, subs, now, outcome)
+                    except Exception:
+                        log.exception("evaluating the rules for %s failed; its alerts are skipped", subject)
+                        outcome.failed_subjects.append(subject)
             _save_offsets(conn, batch, now)
         return outcome
 

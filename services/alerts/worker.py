@@ -20,6 +20,8 @@ from typing import Any, cast
 import faust
 from faust.sensors.prometheus import setup_prometheus_sensors
 from faust.types import TP, EventT
+from sqlalchemy.exc import SQLAlchemyError
+from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
 
 from schemas.cloudevents import UndecodableRecord, from_record
 from services.alerts import metrics, outbox
@@ -117,8 +119,15 @@ class AlertsWorker:
                 metrics.DLQ_RECORDS.labels(exc.kind).inc()
                 event = None
             consumed.append(Consumed(message.topic, message.partition, message.offset, event))
-        outcome = await asyncio.to_thread(self.store.apply, consumed, self.clock())
+        async for attempt in AsyncRetrying(
+            retry=retry_if_exception_type(SQLAlchemyError), wait=wait_exponential(0.1, max=10),
+            before_sleep=lambda state: log.warning("applying a batch failed (%s); retrying", state.outcome),
+            reraise=True,
+        ):
+            with attempt:  # a database hiccup (locked, failover) retries the whole batch; it is idempotent
+                outcome = await asyncio.to_thread(self.store.apply, consumed, self.clock())
         metrics.EVENTS_APPLIED.inc(outcome.new_events)
+        metrics.EVALUATION_ERRORS.inc(len(outcome.failed_subjects))
         self._count(outcome)
 
     async def _tick(self) -> None:

@@ -169,3 +169,31 @@ def test_outbox_retries_on_schedule_honours_retry_after_and_gives_up(engine: Eng
                                       .where(Subscription.id == sub)).one()
     assert status == "disabled"
     assert "failed after every retry" in (reason or "")
+
+
+def test_a_subject_whose_rules_raise_does_not_stop_the_batch(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    from services.alerts import engine as rules_engine
+
+    original = rules_engine.EVALUATORS["ruling-issued"]
+
+    def broken(rule: Any, rules: Any, state: Any, new: Any, ctx: Any) -> Any:
+        if state.subject == "bad-case":
+            raise RuntimeError("a rule bug")
+        return original(rule, rules, state, new, ctx)
+
+    monkeypatch.setitem(rules_engine.EVALUATORS, "ruling-issued", broken)
+    store = AlertStore(engine, load_rules(DEFAULT_RULES))
+    now = datetime.now(UTC)
+
+    def request(subject: str) -> Event:
+        return parse_event({"id": str(uuid.uuid4()), "type": "StayRequested", "subject": subject,
+                            "occurred_at": now.isoformat(), "recorded_at": now.isoformat(),
+                            "sources": [{"publisher": "AP", "url": "https://apnews.com/x"}],
+                            "confidence": "confirmed", "data": {"requested_by": "DHS", "court": "SCOTUS"}})
+
+    outcome = store.apply([Consumed("events", 0, 0, request("bad-case")), Consumed("events", 1, 0, request("good"))],
+                          now)
+    assert outcome.failed_subjects == ["bad-case"]
+    with engine.connect() as conn:
+        assert {a.subject for a in load_alerts(conn)} == {"good"}
+    assert store.positions("events") == {0: 1, 1: 1}
