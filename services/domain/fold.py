@@ -19,7 +19,7 @@ from functools import singledispatch
 from typing import Any
 from uuid import UUID
 
-from schemas.envelope import Event, Source, instant
+from schemas.envelope import Event, instant
 from schemas.events import (
     AgreementInForce,
     AgreementProposed,
@@ -55,6 +55,7 @@ from services.domain.state import (
     Progress,
     Provenance,
     Ruling,
+    SortKey,
     StayDecision,
     StayRequest,
     SubjectState,
@@ -92,6 +93,8 @@ class Resolution:
     events: list[Event]
     annotations: dict[UUID, Annotation]
     meta_targets: set[UUID]
+    fact_keys: list[SortKey] | None = None
+    """The facts' sort keys, when already computed (same order as `facts`)."""
 
 
 def resolve(events: Iterable[Event], known_at: datetime | None = None) -> Resolution:
@@ -101,7 +104,8 @@ def resolve(events: Iterable[Event], known_at: datetime | None = None) -> Resolu
         if known_at is not None and event.recorded_at is not None and event.recorded_at > known_at:
             continue
         by_id.setdefault(event.event_id, event)
-    ordered = sorted(by_id.values(), key=lambda e: e.sort_key)
+    keyed = sorted(((e.sort_key, e) for e in by_id.values()), key=_first)
+    ordered = [e for _, e in keyed]
     retractions: dict[UUID, list[EventRetracted]] = {}
     corrections: list[EventCorrected] = []
     meta_targets: set[UUID] = set()
@@ -112,6 +116,10 @@ def resolve(events: Iterable[Event], known_at: datetime | None = None) -> Resolu
         elif isinstance(event, EventCorrected):
             corrections.append(event)
             meta_targets.add(event.data.event_id)
+    if not meta_targets:
+        # Nothing retracted or corrected: the facts are every event, already in world order.
+        return Resolution(list(ordered), ordered, {eid: Annotation() for eid in by_id}, meta_targets,
+                          [k for k, _ in keyed])
 
     retracted_memo: dict[UUID, UUID | None] = {}
 
@@ -154,6 +162,10 @@ def resolve(events: Iterable[Event], known_at: datetime | None = None) -> Resolu
     return Resolution(facts, ordered, annotations, meta_targets)
 
 
+def _first(pair: tuple[SortKey, Event]) -> SortKey:
+    return pair[0]
+
+
 def _corrected(target: Event, correction: EventCorrected) -> Event:
     changes = correction.data.changes
     raw: dict[str, Any] = target.model_dump(mode="json", exclude_none=True)
@@ -194,10 +206,11 @@ def fold(subject: str, resolution: Resolution, *, as_of: datetime | None = None)
     """Fold resolved facts in world order, up to `as_of` when given."""
     state = SubjectState(subject=subject, meta_targets=resolution.meta_targets)
     horizon = Horizon(as_of)
-    for event in resolution.facts:
-        if as_of is not None and instant(event.occurred_at) > as_of:
+    keys = resolution.fact_keys or [e.sort_key for e in resolution.facts]
+    for event, key in zip(resolution.facts, keys, strict=True):
+        if as_of is not None and key[0] > as_of:
             break
-        _fold_one(event, state, horizon)
+        _fold_one(event, key, state, horizon)
     return state
 
 
@@ -207,23 +220,22 @@ def advance(state: SubjectState, events: Sequence[Event], *, in_place: bool = Fa
     The state is copied first unless `in_place` (for a caller that owns a throwaway state,
     such as one just read from a snapshot).
     """
-    ordered = sorted(events, key=lambda e: e.sort_key)
-    if not ordered:
+    keyed = sorted(((e.sort_key, e) for e in events), key=_first)
+    if not keyed:
         return state
-    if any(isinstance(e, META_TYPES) or e.event_id in state.meta_targets for e in ordered):
+    if any(isinstance(e, META_TYPES) or e.event_id in state.meta_targets for _, e in keyed):
         return None
-    late = [e for e in ordered if state.last_key is not None and e.sort_key <= state.last_key]
-    if any(not isinstance(e, ORDER_FREE_TYPES) for e in late):
+    last_key = state.last_key
+    if last_key is not None and any(k <= last_key and not isinstance(e, ORDER_FREE_TYPES) for k, e in keyed):
         return None
     new = state if in_place else state.model_copy(deep=True)
-    last_key = state.last_key
     horizon = Horizon()
-    for event in ordered:
-        if last_key is not None and event.sort_key <= last_key:
+    for key, event in keyed:
+        if last_key is not None and key <= last_key:
             # A late figure changes nothing in the state but its count: no re-fold needed.
             new.event_count += 1
             continue
-        _fold_one(event, new, horizon)
+        _fold_one(event, key, new, horizon)
     return new
 
 
@@ -236,22 +248,23 @@ def is_meta(event: Event) -> bool:
     return isinstance(event, META_TYPES)
 
 
-def _fold_one(event: Event, state: SubjectState, horizon: Horizon) -> None:
+def _fold_one(event: Event, key: SortKey, state: SubjectState, horizon: Horizon) -> None:
     _apply(event, state, horizon)
     state.event_count += 1
     state.last_event_at = event.occurred_at
     state.last_event_id = event.event_id
     state.last_event_type = event.type
-    state.last_key = event.sort_key
+    state.last_key = key
 
 
 def _provenance(event: Event) -> Provenance:
-    return Provenance(
+    # Built from an event that was validated already (sources included): no second validation.
+    return Provenance.model_construct(
         event_id=event.event_id,
         type=event.type,
         occurred_at=event.occurred_at,
         confidence=event.confidence,
-        sources=tuple(Source.model_validate(s, from_attributes=True) for s in event.sources),
+        sources=tuple(event.sources),
     )
 
 
@@ -393,7 +406,8 @@ def _(event: AgreementTerminated, state: SubjectState, horizon: Horizon) -> None
 
 def month_of(moment: date | datetime) -> str:
     """The YYYY-MM a moment falls in (UTC for times)."""
-    return instant(moment).strftime("%Y-%m")
+    at = instant(moment)
+    return f"{at.year:04d}-{at.month:02d}"
 
 
 @_apply.register

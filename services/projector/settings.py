@@ -31,6 +31,14 @@ class ProjectorSettings(CommonSettings):
         default=0.05, gt=0, validation_alias="ACCORDWATCH_PROJECTOR_BATCH_WITHIN_S",
         description="How long the worker waits to fill a batch before applying what it has.",
     )
+    state_cache_subjects: int = Field(
+        default=1000, ge=0, validation_alias="ACCORDWATCH_PROJECTOR_STATE_CACHE_SUBJECTS",
+        description="How many subjects' folded states the writer keeps in memory between batches.",
+    )
+    replay_hold_events: int = Field(
+        default=100_000, ge=1, validation_alias="ACCORDWATCH_PROJECTOR_REPLAY_HOLD_EVENTS",
+        description="How many events a replay holds in memory (about 3 KB each) before folding them.",
+    )
     session_timeout_s: float = Field(
         default=10.0, ge=6, validation_alias="ACCORDWATCH_PROJECTOR_SESSION_TIMEOUT_S",
         description="Consumer-group session timeout: how soon a dead worker's partitions are reassigned.",

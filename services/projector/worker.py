@@ -167,7 +167,7 @@ def create_projector(settings: ProjectorSettings | None = None) -> Projector:
     settings = settings or ProjectorSettings()
     engine = make_engine(settings.database_url, writer=True)
     upgrade(engine)
-    return Projector(settings, ReadModelStore(engine))
+    return Projector(settings, ReadModelStore(engine, cache_subjects=settings.state_cache_subjects))
 
 
 def main() -> None:

@@ -6,6 +6,7 @@ import random
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
 import uuid_utils
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
@@ -70,6 +71,71 @@ def test_batches_in_any_split_with_redelivery_equal_one_clean_pass(database_url:
     clean_store.apply(items, generation=building)
     assert dump_generation(engine, building) == crashed
     assert clean_store.swap(building, "t")
+    engine.dispose()
+
+
+def _clean_pass(engine: Engine, items: list[Consumed]) -> dict[str, list[tuple[Any, ...]]]:
+    """The read model of one fresh store applying every item in one batch, in a generation of its own."""
+    store = ReadModelStore(engine)
+    building = store.start_generation()
+    store.apply(items, generation=building)
+    return dump_generation(engine, building)
+
+
+def test_deferred_folding_with_redelivery_equals_one_clean_pass(database_url: str) -> None:
+    items = _consumed(list(realistic_events(1_500, seed=5, subjects=25)))
+    engine = _engine(database_url)
+    expected = _clean_pass(engine, items)
+    store = ReadModelStore(engine, hold_events=400)  # folds part way through, then at the end
+    building = store.start_generation()
+    rng = random.Random(2)
+    position = 0
+    while position < len(items):
+        size = rng.randrange(1, 200)
+        batch = items[position:position + size]
+        store.apply(batch, generation=building, defer_fold=True)
+        store.apply(batch[: rng.randrange(0, len(batch) + 1)], generation=building, defer_fold=True)
+        position += size
+    assert store.fold_deferred(building) > 0
+    assert store.fold_deferred(building) == 0
+    assert dump_generation(engine, building) == expected
+    engine.dispose()
+
+
+def test_two_writers_taking_turns_on_the_same_subjects_equal_one_clean_pass(database_url: str) -> None:
+    """As after a rebalance and back: a store must not trust what it cached once another wrote."""
+    items = _consumed(list(realistic_events(1_200, seed=8, subjects=10)))
+    engine = _engine(database_url)
+    expected = _clean_pass(engine, items)
+    first, second = ReadModelStore(engine), ReadModelStore(engine)
+    building = first.start_generation()
+    rng = random.Random(3)
+    position = 0
+    while position < len(items):
+        size = rng.randrange(1, 120)
+        rng.choice((first, second)).apply(items[position:position + size], generation=building)
+        position += size
+    assert dump_generation(engine, building) == expected
+    engine.dispose()
+
+
+def test_a_failed_batch_leaves_no_trace_in_the_cache(database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    items = _consumed(list(realistic_events(600, seed=11, subjects=5)))
+    engine = _engine(database_url)
+    expected = _clean_pass(engine, items)
+    store = ReadModelStore(engine)
+    building = store.start_generation()
+    store.apply(items[:300], generation=building)
+
+    def broken(*_: Any) -> None:
+        raise RuntimeError("the database went away before commit")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(store, "_save_offsets", broken)
+        with pytest.raises(RuntimeError):
+            store.apply(items[300:450], generation=building)
+    store.apply(items[300:], generation=building)
+    assert dump_generation(engine, building) == expected
     engine.dispose()
 
 

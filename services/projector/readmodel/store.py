@@ -7,14 +7,14 @@ batch came from. Redelivery after a crash or rebalance is therefore a no-op.
 
 from __future__ import annotations
 
-from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections import OrderedDict, defaultdict
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, cast
 from uuid import UUID
 
-from sqlalchemy import Connection, Engine, Table, delete, func, select, update
+from sqlalchemy import Connection, Engine, Table, and_, bindparam, delete, func, select, update
 
 from schemas.envelope import Event, instant
 from schemas.events import StatisticReported
@@ -54,6 +54,25 @@ class Applied:
     refolds: int = 0
     subjects: set[str] = field(default_factory=set)
     newest_recorded_at: datetime | None = None
+
+
+SubjectRows = tuple[dict[tuple[Any, ...], dict[str, Any]], ...]
+"""A subject's rows in agreements, cases, deadlines and transfers (in `_ROW_TABLES` order), by key."""
+
+_ROW_TABLES: tuple[tuple[Any, Any], ...] = (
+    (AgreementRow, AgreementRow.id), (CaseRow, CaseRow.id),
+    (DeadlineRow, DeadlineRow.subject), (TransferRow, TransferRow.agreement),
+)
+_NO_ROWS: SubjectRows = ({}, {}, {}, {})
+
+
+@dataclass(slots=True)
+class _Cached:
+    """A subject's state as this store last committed it, with its rows and snapshot time."""
+
+    state: SubjectState
+    rows: SubjectRows
+    updated_at: datetime
 
 
 def upsert(conn: Connection, table: Any) -> Any:
@@ -97,24 +116,71 @@ def load_events(conn: Connection, generation: int, subject: str) -> list[Event]:
 
 
 class ReadModelStore:
-    """Writes the read model; one writer per generation at a time."""
+    """Writes the read model; one writer per generation at a time.
 
-    def __init__(self, engine: Engine) -> None:
+    It keeps the folded state of recently written subjects in memory (and the rows it
+    last wrote for them), so a batch neither re-parses snapshots nor rewrites unchanged
+    rows. The database stays the truth: a cached state is used only while the snapshot
+    row still carries the event count and write time this store gave it, and the whole
+    cache is dropped when a transaction fails.
+    """
+
+    def __init__(self, engine: Engine, *, cache_subjects: int = 1000, hold_events: int = 100_000) -> None:
         self.engine = engine
+        self.cache_subjects = cache_subjects
+        self.hold_events = hold_events
+        self._cache: OrderedDict[tuple[int, str], _Cached] = OrderedDict()
+        self._held: dict[int, dict[str, list[Event]]] = {}
 
-    def apply(self, batch: Sequence[Consumed], *, generation: int | None = None) -> Applied:
-        """Apply a batch in one transaction (events, subject states, rows, offsets)."""
+    def apply(
+        self, batch: Sequence[Consumed], *, generation: int | None = None, defer_fold: bool = False
+    ) -> Applied:
+        """Apply a batch in one transaction (events, subject states, rows, offsets).
+
+        With `defer_fold` (a rebuild catching up into a generation nobody reads yet) the new
+        events are stored with the offsets but folded later, many batches at once, when
+        `hold_events` of them are held or `fold_deferred` is called: a subject with late
+        events is then re-folded once rather than once per batch.
+        """
         applied = Applied()
-        with self.engine.begin() as conn:
-            gen = active_generation(conn, lock=True) if generation is None else generation
-            events = self._insert_new(conn, gen, batch, applied)
-            by_subject: dict[str, list[Event]] = defaultdict(list)
-            for event in events:
-                by_subject[event.subject].append(event)
-            if by_subject:
-                self._refold(conn, gen, by_subject, applied)
-            self._save_offsets(conn, gen, batch)
+        try:
+            with self.engine.begin() as conn:
+                gen = active_generation(conn, lock=True) if generation is None else generation
+                held = self._held.get(gen)
+                events = self._insert_new(conn, gen, batch, applied)
+                by_subject: dict[str, list[Event]] = defaultdict(list)
+                for subject, waiting in (held or {}).items():
+                    by_subject[subject].extend(waiting)
+                for event in events:
+                    by_subject[event.subject].append(event)
+                fold_now = not defer_fold or sum(map(len, by_subject.values())) >= self.hold_events
+                if by_subject and fold_now:
+                    self._refold(conn, gen, by_subject, applied)
+                self._save_offsets(conn, gen, batch)
+        except BaseException:
+            self._cache.clear()  # states may have been advanced in place for a rolled-back batch
+            raise
+        # Only now that the transaction committed: its events are held, or nothing is.
+        if fold_now:
+            self._held.pop(gen, None)
+        else:
+            self._held[gen] = dict(by_subject)
+            applied.subjects.update(by_subject)
         return applied
+
+    def fold_deferred(self, generation: int) -> int:
+        """Fold the events `apply(defer_fold=True)` holds for a generation; how many subjects."""
+        held = self._held.get(generation)
+        if not held:
+            return 0
+        try:
+            with self.engine.begin() as conn:
+                self._refold(conn, generation, held, Applied())
+        except BaseException:
+            self._cache.clear()
+            raise
+        del self._held[generation]
+        return len(held)
 
     def _insert_new(
         self, conn: Connection, gen: int, batch: Sequence[Consumed], applied: Applied
@@ -126,13 +192,15 @@ class ReadModelStore:
         applied.duplicates = sum(1 for item in batch if item.event is not None) - len(unique)
         if not unique:
             return []
-        rows = [_event_row(gen, item) for item in unique.values()]
-        stmt = (
-            upsert(conn, StoredEvent.__table__)
-            .on_conflict_do_nothing(index_elements=["generation", "id"])
-            .returning(StoredEvent.id)
-        )
-        inserted = {row[0] for row in conn.execute(stmt, rows)}
+        known: set[UUID] = set()
+        ids = list(unique)
+        for start in range(0, len(ids), 2000):
+            known.update(conn.execute(select(StoredEvent.id).where(
+                StoredEvent.generation == gen, StoredEvent.id.in_(ids[start:start + 2000]))).scalars())
+        fresh = [item for event_id, item in unique.items() if event_id not in known]
+        if fresh:
+            _EVENTS_INSERT.execute(conn, [_event_row(gen, item) for item in fresh])
+        inserted = {item.event.event_id for item in fresh if item.event is not None}
         applied.duplicates += len(unique) - len(inserted)
         new = [item.event for item in unique.values() if item.event and item.event.event_id in inserted]
         applied.new_events = len(new)
@@ -140,24 +208,52 @@ class ReadModelStore:
         applied.newest_recorded_at = max(recorded, default=None)
         return new
 
-    def _refold(
-        self, conn: Connection, gen: int, by_subject: dict[str, list[Event]], applied: Applied
-    ) -> None:
-        subjects = sorted(by_subject)
-        snapshots = {
-            subject: SubjectState.model_validate_json(state)
-            for subject, state in conn.execute(
-                select(SubjectSnapshot.subject, SubjectSnapshot.state).where(
+    def _previous_states(
+        self, conn: Connection, gen: int, subjects: list[str]
+    ) -> tuple[dict[str, SubjectState], dict[str, _Cached]]:
+        """The stored state of each subject that has one, and which of them came from the cache."""
+        stamps = {
+            subject: (count, updated_at)
+            for subject, count, updated_at in conn.execute(
+                select(SubjectSnapshot.subject, SubjectSnapshot.event_count, SubjectSnapshot.updated_at).where(
                     SubjectSnapshot.generation == gen, SubjectSnapshot.subject.in_(subjects)
                 )
             )
         }
         states: dict[str, SubjectState] = {}
+        cached: dict[str, _Cached] = {}
+        missing: list[str] = []
+        for subject in subjects:
+            entry = self._cache.pop((gen, subject), None)
+            stamp = stamps.get(subject)
+            if stamp is None:
+                continue
+            if entry is not None and (entry.state.event_count, entry.updated_at) == stamp:
+                states[subject] = entry.state
+                cached[subject] = entry
+            else:
+                missing.append(subject)
+        if missing:
+            for subject, state in conn.execute(
+                select(SubjectSnapshot.subject, SubjectSnapshot.state).where(
+                    SubjectSnapshot.generation == gen, SubjectSnapshot.subject.in_(missing)
+                )
+            ):
+                states[subject] = SubjectState.model_validate_json(state)
+        return states, cached
+
+    def _refold(
+        self, conn: Connection, gen: int, by_subject: dict[str, list[Event]], applied: Applied
+    ) -> None:
+        subjects = sorted(by_subject)
+        previous_states, cached = self._previous_states(conn, gen, subjects)
+        states: dict[str, SubjectState] = {}
         statistics: list[dict[str, Any]] = []
         refolded: list[str] = []
         for subject in subjects:
             new_events = by_subject[subject]
-            previous = snapshots.get(subject)
+            previous = previous_states.get(subject)
+            # In place: the state is either freshly parsed or the cache's own (dropped on rollback).
             state = advance(previous, new_events, in_place=True) if previous is not None else None
             if state is None:
                 everything = new_events if previous is None else load_events(conn, gen, subject)
@@ -179,31 +275,33 @@ class ReadModelStore:
             conn.execute(upsert(conn, StatisticRow.__table__)
                          .on_conflict_do_nothing(index_elements=["generation", "event_id"]),
                          statistics)
-        self._write_rows(conn, gen, states)
+        self._write_rows(conn, gen, states, {s: e.rows for s, e in cached.items()})
 
-    def _write_rows(self, conn: Connection, gen: int, states: dict[str, SubjectState]) -> None:
-        subjects = list(states)
+    def _write_rows(
+        self, conn: Connection, gen: int, states: dict[str, SubjectState], written: dict[str, SubjectRows]
+    ) -> None:
+        """Write the rows of each state: only what changed where `written` has the rows in the database."""
         now = datetime.now(UTC)
-        for table, column in (
-            (AgreementRow, AgreementRow.id), (CaseRow, CaseRow.id),
-            (DeadlineRow, DeadlineRow.subject), (TransferRow, TransferRow.agreement),
-        ):
-            conn.execute(delete(table).where(table.generation == gen, column.in_(subjects)))
-        agreements: list[dict[str, Any]] = []
-        cases: list[dict[str, Any]] = []
-        deadlines: list[dict[str, Any]] = []
-        transfers: list[dict[str, Any]] = []
-        for state in states.values():
-            if state.agreement is not None:
-                agreements.append(_agreement_row(gen, state))
-                transfers.extend(_transfer_rows(gen, state))
-            if state.case is not None:
-                cases.append(_case_row(gen, state))
-            deadlines.extend(_deadline_row(gen, d) for d in _unique_deadlines(state))
-        for table, rows in ((AgreementRow, agreements), (CaseRow, cases),
-                            (DeadlineRow, deadlines), (TransferRow, transfers)):
+        unknown = [s for s in states if s not in written]
+        if unknown:
+            for table, column in _ROW_TABLES:
+                conn.execute(delete(table).where(table.generation == gen, column.in_(unknown)))
+        upserts: dict[Any, list[dict[str, Any]]] = defaultdict(list)
+        removals: dict[Any, list[tuple[Any, ...]]] = defaultdict(list)
+        fresh: dict[str, SubjectRows] = {}
+        for subject, state in states.items():
+            current = fresh[subject] = _subject_rows(gen, state)
+            before = written.get(subject, _NO_ROWS)
+            for index, (table, _) in enumerate(_ROW_TABLES):
+                old, new = before[index], current[index]
+                upserts[table].extend(row for key, row in new.items() if old.get(key) != row)
+                removals[table].extend(key for key in old if key not in new)
+        for table, keys in removals.items():
+            if keys:
+                _delete_keys(conn, table, gen, keys)
+        for table, rows in upserts.items():
             if rows:
-                conn.execute(cast(Table, table.__table__).insert(), rows)
+                conn.execute(_upsert_rows(conn, table), rows)
         snapshot = upsert(conn, SubjectSnapshot.__table__)
         conn.execute(
             snapshot.on_conflict_do_update(
@@ -217,6 +315,15 @@ class ReadModelStore:
                 for s, st in states.items()
             ],
         )
+        for subject, state in states.items():
+            self._remember(gen, subject, _Cached(state, fresh[subject], now))
+
+    def _remember(self, gen: int, subject: str, entry: _Cached) -> None:
+        key = (gen, subject)
+        self._cache[key] = entry
+        self._cache.move_to_end(key)
+        while len(self._cache) > self.cache_subjects:
+            self._cache.popitem(last=False)
 
     def _save_offsets(self, conn: Connection, gen: int, batch: Sequence[Consumed]) -> None:
         positions: dict[tuple[str, int], int] = {}
@@ -261,6 +368,7 @@ class ReadModelStore:
             )
             building = highest + 1
             _clear(conn, lambda table: table.c.generation >= building)
+            self._forget(lambda gen: gen >= building)
             conn.execute(update(ProjectionGeneration).where(ProjectionGeneration.id == 1)
                          .values(building=building))
             return building
@@ -283,6 +391,13 @@ class ReadModelStore:
         """Delete the rows of generations older than `generation` (after a swap)."""
         with self.engine.begin() as conn:
             _clear(conn, lambda table: table.c.generation < generation)
+        self._forget(lambda gen: gen < generation)
+
+    def _forget(self, doomed: Callable[[int], bool]) -> None:
+        for key in [k for k in self._cache if doomed(k[0])]:
+            del self._cache[key]
+        for gen in [g for g in self._held if doomed(g)]:
+            del self._held[gen]
 
     @staticmethod
     def _positions(conn: Connection, gen: int, topic: str) -> dict[int, int]:
@@ -301,17 +416,75 @@ def _clear(conn: Connection, where: Any) -> None:
         conn.execute(delete(t).where(where(t)))
 
 
-def _event_row(gen: int, item: Consumed) -> dict[str, Any]:
+def _event_row(gen: int, item: Consumed) -> tuple[Any, ...]:
     event = item.event
     assert event is not None
     assert event.recorded_at is not None
     body = item.value.decode() if item.value else event.model_dump_json(exclude_none=True)
-    return {
-        "generation": gen, "id": event.event_id, "subject": event.subject, "type": event.type,
-        "occurred_at": instant(event.occurred_at), "recorded_at": event.recorded_at,
-        "confidence": event.confidence, "body": body, "partition": item.partition,
-        "offset": item.offset,
-    }
+    return (gen, event.event_id, event.subject, event.type, instant(event.occurred_at), event.recorded_at,
+            event.confidence, body, item.partition, item.offset)
+
+
+_MISSING = object()
+
+
+class BulkInsert:
+    """An INSERT ... ON CONFLICT DO NOTHING run through the driver's executemany.
+
+    Values pass through each column type's own bind processor, so they are stored exactly
+    as SQLAlchemy would store them, without its per-row statement machinery (most of the
+    cost of inserting tens of thousands of events).
+    """
+
+    def __init__(
+        self, table: Any, columns: Sequence[str], conflict: Sequence[str], *, repeating: Sequence[str] = ()
+    ) -> None:
+        self.table = cast(Table, table.__table__)
+        self.columns = list(columns)
+        self.conflict = list(conflict)
+        self.repeating = {self.columns.index(c) for c in repeating}  # few distinct values: convert each once
+        self._prepared: dict[str, tuple[str, list[Callable[[Any], Any] | None]]] = {}
+
+    def _prepare(self, conn: Connection) -> tuple[str, list[Callable[[Any], Any] | None]]:
+        dialect = conn.dialect
+        found = self._prepared.get(dialect.name)
+        if found is None:
+            mark = "?" if dialect.paramstyle == "qmark" else "%s"
+            quote = dialect.identifier_preparer.quote
+            sql = (f"INSERT INTO {quote(self.table.name)} ({', '.join(quote(c) for c in self.columns)}) "
+                   f"VALUES ({', '.join(mark for _ in self.columns)}) "
+                   f"ON CONFLICT ({', '.join(quote(c) for c in self.conflict)}) DO NOTHING")
+            processors: list[Callable[[Any], Any] | None] = [
+                self.table.c[c].type.dialect_impl(dialect).bind_processor(dialect) for c in self.columns]
+            found = self._prepared[dialect.name] = (sql, processors)
+        return found
+
+    def execute(self, conn: Connection, rows: Sequence[tuple[Any, ...]]) -> None:
+        """Insert the rows (tuples in column order); rows whose key exists already are skipped."""
+        sql, processors = self._prepare(conn)
+        active: list[tuple[int, Callable[[Any], Any], dict[Any, Any] | None]] = [
+            (i, p, {} if i in self.repeating else None) for i, p in enumerate(processors) if p is not None]
+        params: list[tuple[Any, ...]] = []
+        for row in rows:
+            values = list(row)
+            for i, process, seen in active:
+                if seen is None:
+                    values[i] = process(values[i])
+                elif (done := seen.get(values[i], _MISSING)) is not _MISSING:
+                    values[i] = done
+                else:
+                    values[i] = seen[values[i]] = process(values[i])
+            params.append(tuple(values))
+        conn.exec_driver_sql(sql, params)
+
+
+_EVENTS_INSERT = BulkInsert(
+    StoredEvent,
+    ["generation", "id", "subject", "type", "occurred_at", "recorded_at", "confidence", "body", "partition",
+     "offset"],
+    ["generation", "id"],
+    repeating=["occurred_at", "recorded_at"],
+)
 
 
 def _at(moment: Any) -> datetime | None:
@@ -380,3 +553,39 @@ def _statistic_row(gen: int, event: StatisticReported) -> dict[str, Any]:
         "period_start": _at(d.period_start), "period_end": _at(d.period_end), "region": d.region,
         "occurred_at": instant(event.occurred_at), "confidence": event.confidence,
     }
+
+
+def _subject_rows(gen: int, state: SubjectState) -> SubjectRows:
+    agreements: dict[tuple[Any, ...], dict[str, Any]] = {}
+    cases: dict[tuple[Any, ...], dict[str, Any]] = {}
+    transfers: dict[tuple[Any, ...], dict[str, Any]] = {}
+    if state.agreement is not None:
+        agreements[(state.subject,)] = _agreement_row(gen, state)
+        for row in _transfer_rows(gen, state):
+            transfers[(row["agreement"], row["month"], row["nationality"])] = row
+    if state.case is not None:
+        cases[(state.subject,)] = _case_row(gen, state)
+    deadlines = {(d.id,): _deadline_row(gen, d) for d in _unique_deadlines(state)}
+    return agreements, cases, deadlines, transfers
+
+
+def _key_columns(table: Any) -> list[Any]:
+    return [c for c in cast(Table, table.__table__).primary_key.columns if c.name != "generation"]
+
+
+def _delete_keys(conn: Connection, table: Any, gen: int, keys: list[tuple[Any, ...]]) -> None:
+    columns = _key_columns(table)
+    t = cast(Table, table.__table__)
+    stmt = delete(t).where(and_(t.c.generation == bindparam("g_"),
+                                *(c == bindparam(f"k_{c.name}") for c in columns)))
+    conn.execute(stmt, [{"g_": gen, **{f"k_{c.name}": v for c, v in zip(columns, key, strict=True)}}
+                        for key in keys])
+
+
+def _upsert_rows(conn: Connection, table: Any) -> Any:
+    t = cast(Table, table.__table__)
+    stmt = upsert(conn, t)
+    keys = [c.name for c in t.primary_key.columns]
+    return stmt.on_conflict_do_update(
+        index_elements=keys, set_={c.name: stmt.excluded[c.name] for c in t.columns if c.name not in keys}
+    )
