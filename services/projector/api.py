@@ -21,7 +21,7 @@ from services.platform.auth import Keyring, Principal, require
 from services.platform.db import make_engine
 from services.platform.http import RequestMetrics, add_metrics_endpoint
 from services.platform.problems import PROBLEM_RESPONSES, Problem, install_problem_handlers
-from services.projector import metrics
+from services.projector import gauges, metrics
 from services.projector.readmodel import queries
 from services.projector.readmodel.store import active_generation
 from services.projector.settings import ProjectorSettings
@@ -479,9 +479,11 @@ def create_app(settings: ProjectorSettings, *, engine: Engine | None = None, clo
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        uninstall_gauges = gauges.install(gauges.ReadModelGauges(db, app.state.clock))
         try:
             yield
         finally:
+            uninstall_gauges()
             if owned:
                 db.dispose()
 

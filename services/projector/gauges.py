@@ -1,0 +1,126 @@
+"""Domain gauges of the query API, read from the active generation at scrape time.
+
+The four gauges a status panel needs (agreements by status, transfers per agreement,
+open deadlines and the seconds to the nearest one) are declared in `metrics.py` like
+every other projector metric. In the query API process they are served by
+`ReadModelGauges`, a prometheus-client collector that reads the read model's active
+generation on every scrape, sets the declared gauges and yields them: the numbers are
+never older than the scrape, and nothing polls the database between scrapes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import get_args
+
+from prometheus_client import REGISTRY, CollectorRegistry, Gauge
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
+from sqlalchemy import Connection, Engine, func, select
+
+from services.domain.state import AgreementStatus
+from services.projector import metrics
+from services.projector.readmodel.store import active_generation
+from services.projector.readmodel.tables import AgreementRow, DeadlineRow
+
+log = logging.getLogger(__name__)
+
+STATUSES: tuple[str, ...] = get_args(AgreementStatus)
+NO_STATUS = "none"
+"""The status label of an agreement whose events do not give it a status yet."""
+
+DOMAIN_GAUGES: tuple[Gauge, ...] = (
+    metrics.AGREEMENTS_BY_STATUS, metrics.TRANSFERS_TOTAL, metrics.OPEN_DEADLINES, metrics.NEAREST_DEADLINE,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class DomainFigures:
+    """What the gauges show, read from one generation at one moment."""
+
+    by_status: dict[str, int]
+    transfers: dict[str, int]
+    open_deadlines: int
+    nearest_deadline_s: float | None
+
+
+def read_figures(conn: Connection, now: datetime) -> DomainFigures:
+    """Agreements by status, transfers per agreement and the open deadlines ahead of `now`."""
+    gen = active_generation(conn)
+    by_status = dict.fromkeys(STATUSES, 0)
+    for status, count in conn.execute(
+        select(AgreementRow.status, func.count()).where(AgreementRow.generation == gen).group_by(AgreementRow.status)
+    ):
+        by_status[status or NO_STATUS] = int(count)
+    transfers = {
+        agreement: int(total)
+        for agreement, total in conn.execute(
+            select(AgreementRow.id, AgreementRow.transfers_total).where(AgreementRow.generation == gen)
+        )
+    }
+    count, nearest = conn.execute(
+        select(func.count(), func.min(DeadlineRow.due_at)).where(
+            DeadlineRow.generation == gen, DeadlineRow.status == "open", DeadlineRow.due_at > now
+        )
+    ).one()
+    return DomainFigures(
+        by_status=by_status,
+        transfers=transfers,
+        open_deadlines=int(count),
+        nearest_deadline_s=(nearest - now).total_seconds() if nearest is not None else None,
+    )
+
+
+class ReadModelGauges(Collector):
+    """Sets the declared domain gauges from the read model whenever they are collected."""
+
+    def __init__(self, engine: Engine, clock: Callable[[], datetime]) -> None:
+        self.engine = engine
+        self.clock = clock
+        self._lock = threading.Lock()  # two scrapes at once must not interleave clear() and set()
+
+    def collect(self) -> Iterable[Metric]:
+        try:
+            with self.engine.connect() as conn:
+                figures = read_figures(conn, self.clock())
+        except Exception:  # a scrape must still answer (with the other metrics) when the database does not
+            log.exception("reading the domain gauges from the read model failed")
+            return []
+        with self._lock:
+            metrics.AGREEMENTS_BY_STATUS.clear()
+            for status, count in figures.by_status.items():
+                metrics.AGREEMENTS_BY_STATUS.labels(status).set(count)
+            metrics.TRANSFERS_TOTAL.clear()
+            for agreement, total in figures.transfers.items():
+                metrics.TRANSFERS_TOTAL.labels(agreement).set(total)
+            metrics.OPEN_DEADLINES.set(figures.open_deadlines)
+            shown = [metrics.AGREEMENTS_BY_STATUS, metrics.TRANSFERS_TOTAL, metrics.OPEN_DEADLINES]
+            if figures.nearest_deadline_s is not None:
+                # No deadline ahead: the series is absent rather than a misleading 0.
+                metrics.NEAREST_DEADLINE.set(figures.nearest_deadline_s)
+                shown.append(metrics.NEAREST_DEADLINE)
+            return [family for gauge in shown for family in gauge.collect()]
+
+
+def install(collector: ReadModelGauges, registry: CollectorRegistry = REGISTRY) -> Callable[[], None]:
+    """Serve the domain gauges through `collector`; returns the function that undoes it.
+
+    The declared gauges leave the registry (so each family is exposed once, always fresh)
+    and come back when the returned function runs.
+    """
+    for gauge in DOMAIN_GAUGES:
+        with contextlib.suppress(KeyError):  # not registered: a previous install never undone
+            registry.unregister(gauge)
+    registry.register(collector)
+
+    def uninstall() -> None:
+        registry.unregister(collector)
+        for gauge in DOMAIN_GAUGES:
+            registry.register(gauge)
+
+    return uninstall
