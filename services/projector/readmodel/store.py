@@ -11,6 +11,7 @@ from collections import OrderedDict, defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any, cast
 from uuid import UUID
 
@@ -272,9 +273,7 @@ class ReadModelStore:
             conn.execute(delete(StatisticRow).where(
                 StatisticRow.generation == gen, StatisticRow.subject.in_(refolded)))
         if statistics:
-            conn.execute(upsert(conn, StatisticRow.__table__)
-                         .on_conflict_do_nothing(index_elements=["generation", "event_id"]),
-                         statistics)
+            conn.execute(_statement(conn, "statistics", _insert_statistics), statistics)
         self._write_rows(conn, gen, states, {s: e.rows for s, e in cached.items()})
 
     def _write_rows(
@@ -301,14 +300,10 @@ class ReadModelStore:
                 _delete_keys(conn, table, gen, keys)
         for table, rows in upserts.items():
             if rows:
-                conn.execute(_upsert_rows(conn, table), rows)
-        snapshot = upsert(conn, SubjectSnapshot.__table__)
+                conn.execute(_statement(conn, f"upsert {table.__tablename__}", partial(_upsert_rows, table=table)),
+                             rows)
         conn.execute(
-            snapshot.on_conflict_do_update(
-                index_elements=["generation", "subject"],
-                set_={"state": snapshot.excluded.state, "event_count": snapshot.excluded.event_count,
-                      "updated_at": snapshot.excluded.updated_at},
-            ),
+            _statement(conn, "snapshots", partial(_upsert_rows, table=SubjectSnapshot)),
             [
                 {"generation": gen, "subject": s, "state": st.model_dump_json(),
                  "event_count": st.event_count, "updated_at": now}
@@ -333,15 +328,8 @@ class ReadModelStore:
         if not positions:
             return
         now = datetime.now(UTC)
-        stmt = upsert(conn, ConsumerOffset.__table__)
         conn.execute(
-            stmt.on_conflict_do_update(
-                index_elements=["generation", "topic", "partition"],
-                set_={
-                    "next_offset": _greatest(conn, ConsumerOffset.next_offset, stmt.excluded.next_offset),
-                    "updated_at": stmt.excluded.updated_at,
-                },
-            ),
+            _statement(conn, "offsets", _upsert_offsets),
             [
                 {"generation": gen, "topic": t, "partition": p, "next_offset": o, "updated_at": now}
                 for (t, p), o in positions.items()
@@ -573,13 +561,43 @@ def _key_columns(table: Any) -> list[Any]:
     return [c for c in cast(Table, table.__table__).primary_key.columns if c.name != "generation"]
 
 
+_STATEMENTS: dict[tuple[str, str], Any] = {}
+
+
+def _statement(conn: Connection, name: str, build: Callable[[Connection], Any]) -> Any:
+    """A statement built once per dialect (building ON CONFLICT clauses costs more than running them)."""
+    key = (conn.dialect.name, name)
+    found = _STATEMENTS.get(key)
+    if found is None:
+        found = _STATEMENTS[key] = build(conn)
+    return found
+
+
+def _insert_statistics(conn: Connection) -> Any:
+    return upsert(conn, StatisticRow.__table__).on_conflict_do_nothing(index_elements=["generation", "event_id"])
+
+
+def _upsert_offsets(conn: Connection) -> Any:
+    stmt = upsert(conn, ConsumerOffset.__table__)
+    return stmt.on_conflict_do_update(
+        index_elements=["generation", "topic", "partition"],
+        set_={
+            "next_offset": _greatest(conn, ConsumerOffset.next_offset, stmt.excluded.next_offset),
+            "updated_at": stmt.excluded.updated_at,
+        },
+    )
+
+
 def _delete_keys(conn: Connection, table: Any, gen: int, keys: list[tuple[Any, ...]]) -> None:
     columns = _key_columns(table)
-    t = cast(Table, table.__table__)
-    stmt = delete(t).where(and_(t.c.generation == bindparam("g_"),
-                                *(c == bindparam(f"k_{c.name}") for c in columns)))
-    conn.execute(stmt, [{"g_": gen, **{f"k_{c.name}": v for c, v in zip(columns, key, strict=True)}}
-                        for key in keys])
+
+    def build(_: Connection) -> Any:
+        t = cast(Table, table.__table__)
+        return delete(t).where(and_(t.c.generation == bindparam("g_"),
+                                    *(c == bindparam(f"k_{c.name}") for c in columns)))
+
+    conn.execute(_statement(conn, f"delete {table.__tablename__}", build),
+                 [{"g_": gen, **{f"k_{c.name}": v for c, v in zip(columns, key, strict=True)}} for key in keys])
 
 
 def _upsert_rows(conn: Connection, table: Any) -> Any:
