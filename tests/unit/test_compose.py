@@ -1,0 +1,267 @@
+"""docker-compose.yml against the code it runs: services, images, ports, ordering, health, real settings.
+
+No Docker engine runs here, so the file is read with PyYAML and every ACCORDWATCH_*
+variable it (or the Dockerfile) sets is checked against the pydantic-settings class of
+the process that reads it: settings ignore unknown variables, so a typo would otherwise
+pass silently. `docker compose config` runs too where the compose plugin is installed.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from pydantic import AliasChoices
+from pydantic_settings import BaseSettings
+
+from services.alerts.settings import AlertsSettings
+from services.ingest.settings import IngestSettings
+from services.projector.settings import ProjectorSettings
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+SERVICES: dict[str, dict[str, Any]] = COMPOSE["services"]
+
+# Each process of ours: its module, the settings classes it reads, the port it serves, the path its health check asks.
+OURS: dict[str, tuple[list[str], list[type[BaseSettings]], int | None, str | None]] = {
+    "migrate": (["accordwatch", "migrate"], [ProjectorSettings, AlertsSettings], None, None),
+    "ingest": (["python", "-m", "services.ingest"], [IngestSettings], 8080, "/readyz"),
+    "projector-worker": (["python", "-m", "services.projector.worker"], [ProjectorSettings], 9181, "/metrics"),
+    "projector-api": (["python", "-m", "services.projector.api"], [ProjectorSettings], 8081, "/readyz"),
+    "alerts-worker": (["python", "-m", "services.alerts.worker"], [AlertsSettings], 9182, "/metrics"),
+    "alerts-api": (["python", "-m", "services.alerts.api"], [AlertsSettings], 8082, "/readyz"),
+}
+PUBLISHED = {"ingest": 8080, "projector-api": 8081, "alerts-api": 8082, "prometheus": 9090, "grafana": 3000}
+NEEDS_DATABASE = {"projector-worker", "projector-api", "alerts-worker", "alerts-api"}
+NEEDS_KAFKA = {"ingest", "projector-worker", "alerts-worker"}
+
+
+def env_names(settings: type[BaseSettings]) -> set[str]:
+    """The environment variables a settings class reads (aliases, or the prefix plus the field name)."""
+    prefix = str(settings.model_config.get("env_prefix", ""))
+    names: set[str] = set()
+    for name, field in settings.model_fields.items():
+        alias = field.validation_alias
+        if isinstance(alias, AliasChoices):
+            names.update(str(choice) for choice in alias.choices)
+        elif isinstance(alias, str):
+            names.add(alias)
+        else:
+            names.add(f"{prefix}{name}".upper())
+    return names
+
+
+def interpolate(value: Any) -> str:
+    """Compose's ${VAR:-default} with nothing set: the default."""
+    return re.sub(r"\$\{[A-Z_]+:-([^}]*)\}", r"\1", str(value))
+
+
+def environment(service: str) -> dict[str, str]:
+    return {k: interpolate(v) for k, v in (SERVICES[service].get("environment") or {}).items()}
+
+
+def dockerfile_env() -> dict[str, str]:
+    text = (ROOT / "Dockerfile").read_text().replace("\\\n", " ")
+    found = {}
+    for line in text.splitlines():
+        if line.startswith("ENV "):
+            found.update(dict(re.findall(r"(\w+)=(\S+)", line)))
+    return found
+
+
+def test_the_stack_has_every_process() -> None:
+    assert set(SERVICES) == {
+        "kafka", "kafka-topics", "postgres", "migrate", "ingest", "projector-worker", "projector-api",
+        "alerts-worker", "alerts-api", "prometheus", "grafana",
+    }
+
+
+def test_images_are_pinned_and_ours_are_built_here() -> None:
+    for name, service in SERVICES.items():
+        if name in OURS:
+            assert (service["image"], service["build"]) == ("accordwatch:latest", "."), name
+            continue
+        image = service["image"]
+        assert ":" in image, f"{name}: pin a tag"
+        assert not image.endswith(":latest"), name
+    assert SERVICES["kafka"]["image"].startswith("apache/kafka:")
+    assert SERVICES["kafka-topics"]["image"] == SERVICES["kafka"]["image"]
+    assert SERVICES["postgres"]["image"].startswith("postgres:")
+    assert SERVICES["prometheus"]["image"].startswith("prom/prometheus:")
+    assert SERVICES["grafana"]["image"].startswith("grafana/grafana:")
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert "FROM python:3.11-slim" in dockerfile
+    assert "pip install ." in dockerfile
+
+
+def test_each_process_runs_its_module() -> None:
+    for name, (command, *_rest) in OURS.items():
+        assert SERVICES[name]["command"] == command, name
+
+
+def test_kafka_runs_kraft_on_one_node_without_auto_created_topics() -> None:
+    env = SERVICES["kafka"]["environment"]
+    assert env["KAFKA_PROCESS_ROLES"] == "broker,controller"
+    assert env["KAFKA_ADVERTISED_LISTENERS"] == "PLAINTEXT://kafka:9092"
+    assert env["KAFKA_CONTROLLER_QUORUM_VOTERS"] == "1@kafka:9093"
+    assert env["KAFKA_AUTO_CREATE_TOPICS_ENABLE"] == "false"
+    topics = " ".join(SERVICES["kafka-topics"]["command"])
+    for topic in ("accordwatch.events ", "accordwatch.events.dlq "):
+        assert f"--topic {topic}" in topics
+    assert topics.count("retention.ms=-1") == 2
+
+
+def test_published_ports() -> None:
+    published = {name: [str(p) for p in s.get("ports", [])] for name, s in SERVICES.items() if s.get("ports")}
+    assert published == {name: [f"{port}:{port}"] for name, port in PUBLISHED.items()}
+
+
+def test_ordering_waits_for_kafka_topics_and_the_migration_job() -> None:
+    conditions = {"service_started", "service_healthy", "service_completed_successfully"}
+    for name, service in SERVICES.items():
+        for dependency, spec in (service.get("depends_on") or {}).items():
+            assert dependency in SERVICES, f"{name} depends on unknown {dependency}"
+            assert spec["condition"] in conditions
+            if SERVICES[dependency].get("restart") == "no":  # one-shot jobs
+                assert spec["condition"] == "service_completed_successfully", (name, dependency)
+    assert SERVICES["migrate"]["restart"] == "no"
+    assert SERVICES["migrate"]["depends_on"] == {"postgres": {"condition": "service_healthy"}}
+    for name in NEEDS_DATABASE:
+        assert SERVICES[name]["depends_on"]["migrate"] == {"condition": "service_completed_successfully"}, name
+    for name in NEEDS_KAFKA:
+        deps = SERVICES[name]["depends_on"]
+        assert deps["kafka"] == {"condition": "service_healthy"}, name
+        assert deps["kafka-topics"] == {"condition": "service_completed_successfully"}, name
+
+
+def test_every_long_running_service_has_a_health_check_on_its_own_port() -> None:
+    for name, service in SERVICES.items():
+        if service.get("restart") == "no":
+            continue
+        check = service.get("healthcheck")
+        assert check, f"{name}: no health check"
+        assert check["test"][0] in ("CMD", "CMD-SHELL"), name
+        if name in OURS:
+            _, _, port, path = OURS[name]
+            assert f"http://127.0.0.1:{port}{path}" in " ".join(check["test"]), name
+
+
+def _ours(variable: str) -> bool:
+    return variable.startswith("ACCORDWATCH_") or variable in {"DATABASE_URL", "KAFKA_BOOTSTRAP_SERVERS"}
+
+
+def test_every_accordwatch_variable_is_a_real_setting() -> None:
+    for name, (_, classes, *_rest) in OURS.items():
+        known = set().union(*(env_names(c) for c in classes))
+        for variable in filter(_ours, environment(name)):
+            assert variable in known, f"{name}: {variable} is not a field of {[c.__name__ for c in classes]}"
+    # The image's own variables reach every process; each must be read by one of them.
+    every = set().union(*(env_names(c) for c in (IngestSettings, ProjectorSettings, AlertsSettings)))
+    assert dockerfile_env()
+    for variable in filter(_ours, dockerfile_env()):
+        assert variable in every, f"Dockerfile: {variable} is no setting of any service"
+
+
+def test_our_variables_stay_on_our_services() -> None:
+    for name, service in SERVICES.items():
+        if name not in OURS:
+            assert not [v for v in service.get("environment") or {} if v.startswith("ACCORDWATCH_")], name
+
+
+def test_settings_built_from_compose_listen_on_every_interface_at_the_scraped_ports(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    scraped = {job["job_name"]: job["static_configs"][0]["targets"][0] for job in
+               yaml.safe_load((ROOT / "deploy" / "prometheus" / "prometheus.yml").read_text())["scrape_configs"]}
+
+    def settings(service: str, cls: type[BaseSettings]) -> Any:
+        with monkeypatch.context() as m:
+            for variable in list(os.environ):
+                if variable.startswith("ACCORDWATCH_"):
+                    m.delenv(variable)
+            for variable, value in {**dockerfile_env(), **environment(service)}.items():
+                m.setenv(variable, value)
+            return cls()
+
+    ingest = settings("ingest", IngestSettings)
+    assert (ingest.host, ingest.port, ingest.kafka_bootstrap_servers) == ("0.0.0.0", 8080, "kafka:9092")
+    assert scraped["ingest"] == f"ingest:{ingest.port}"
+    assert ingest.api_keys_file == Path("/run/secrets/api-keys")
+
+    api = settings("projector-api", ProjectorSettings)
+    assert (api.api_host, scraped["projector-api"]) == ("0.0.0.0", f"projector-api:{api.api_port}")
+    assert api.database_url.startswith("postgresql://accordwatch:")
+    assert api.database_url.endswith("@postgres:5432/accordwatch")
+    worker = settings("projector-worker", ProjectorSettings)
+    assert (worker.api_host, scraped["projector-worker"]) == (
+        "0.0.0.0", f"projector-worker:{worker.worker_metrics_port}")
+    assert worker.database_url == api.database_url
+    assert worker.home == Path("/var/lib/accordwatch")
+
+    alerts_api = settings("alerts-api", AlertsSettings)
+    assert (alerts_api.api_host, scraped["alerts-api"]) == ("0.0.0.0", f"alerts-api:{alerts_api.api_port}")
+    alerts_worker = settings("alerts-worker", AlertsSettings)
+    assert (alerts_worker.api_host, scraped["alerts-worker"]) == (
+        "0.0.0.0", f"alerts-worker:{alerts_worker.worker_metrics_port}")
+    assert alerts_worker.database_url == alerts_api.database_url
+    assert alerts_worker.database_url.endswith("@postgres:5432/accordwatch_alerts")
+    assert alerts_worker.database_url != api.database_url  # the Grafana role never sees webhook secrets
+    assert alerts_worker.rules_file == Path("/etc/accordwatch/rules.yaml")
+    assert "COPY deploy/alerts/rules.yaml /etc/accordwatch/rules.yaml" in (ROOT / "Dockerfile").read_text()
+
+    migrate = settings("migrate", ProjectorSettings)
+    assert migrate.database_url == api.database_url
+    assert settings("migrate", AlertsSettings).database_url == alerts_api.database_url
+
+
+def test_files_mounted_into_images_exist_and_named_volumes_are_declared() -> None:
+    declared = set(COMPOSE["volumes"])
+    for name, service in SERVICES.items():
+        for volume in service.get("volumes", []):
+            source = volume.split(":")[0]
+            if source.startswith("."):
+                assert (ROOT / source).exists(), f"{name}: {source}"
+            else:
+                assert source in declared, f"{name}: {source}"
+        for secret in service.get("secrets", []):
+            assert secret in COMPOSE["secrets"], name
+
+
+def test_grafana_is_provisioned_with_what_its_files_expect() -> None:
+    grafana = SERVICES["grafana"]
+    mounts = dict(v.rsplit(":", 1)[0].split(":", 1) for v in grafana["volumes"] if v.startswith("."))
+    assert mounts["./deploy/grafana/provisioning"] == "/etc/grafana/provisioning"
+    provider = yaml.safe_load((ROOT / "deploy/grafana/provisioning/dashboards/accordwatch.yml").read_text())
+    assert mounts["./deploy/grafana/dashboards"] == provider["providers"][0]["options"]["path"]
+    datasources = (ROOT / "deploy/grafana/provisioning/datasources/accordwatch.yml").read_text()
+    assert set(re.findall(r"\$\{(\w+)\}", datasources)) <= set(grafana["environment"])
+    init = (ROOT / "deploy/grafana/postgres-init.sh").read_text()
+    postgres = SERVICES["postgres"]
+    assert set(re.findall(r"\$(\w+)", init)) <= set(postgres["environment"])
+    assert postgres["environment"]["GRAFANA_READMODEL_USER"] == grafana["environment"]["GRAFANA_READMODEL_USER"]
+    assert postgres["environment"]["POSTGRES_ALERTS_DB"] == interpolate(
+        SERVICES["alerts-api"]["environment"]["ACCORDWATCH_ALERTS_DATABASE_URL"]).rsplit("/", 1)[1]
+    assert "./deploy/prometheus/prometheus.yml:/etc/prometheus/prometheus.yml:ro" in SERVICES["prometheus"]["volumes"]
+
+
+def _compose_plugin() -> bool:
+    docker = shutil.which("docker")
+    if docker is None:
+        return False
+    return subprocess.run([docker, "compose", "version"], capture_output=True, check=False).returncode == 0
+
+
+@pytest.mark.skipif(not _compose_plugin(), reason="the docker compose plugin is not installed")
+def test_docker_compose_accepts_the_file(tmp_path: Path) -> None:
+    keys = tmp_path / "api-keys.json"
+    keys.write_text("[]")
+    done = subprocess.run(["docker", "compose", "-f", str(ROOT / "docker-compose.yml"), "config", "--quiet"],
+                          env={"PATH": "/usr/local/bin:/usr/bin:/bin", "ACCORDWATCH_API_KEYS": str(keys)},
+                          capture_output=True, text=True, check=False, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
