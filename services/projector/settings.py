@@ -28,7 +28,7 @@ class ProjectorSettings(CommonSettings):
     )
     batch_max: int = Field(default=1000, ge=1, validation_alias="ACCORDWATCH_PROJECTOR_BATCH_MAX")
     batch_within_s: float = Field(
-        default=0.05, gt=0, validation_alias="ACCORDWATCH_PROJECTOR_BATCH_WITHIN_S",
+        default=0.02, gt=0, validation_alias="ACCORDWATCH_PROJECTOR_BATCH_WITHIN_S",
         description="How long the worker waits to fill a batch before applying what it has.",
     )
     state_cache_subjects: int = Field(

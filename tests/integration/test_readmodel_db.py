@@ -11,14 +11,15 @@ import uuid_utils
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 
-from schemas.registry import parse_event
+from schemas.envelope import instant
+from schemas.registry import parse_event, parse_event_json
 from services.platform.db import make_engine
 from services.projector.api import create_app
 from services.projector.readmodel.migrate import upgrade
 from services.projector.readmodel.store import Consumed, ReadModelStore, active_generation
-from services.projector.readmodel.tables import Base
+from services.projector.readmodel.tables import Base, StoredEvent
 from services.projector.settings import ProjectorSettings
 from tests.conftest import dump_generation
 from tests.samples import event
@@ -136,6 +137,26 @@ def test_a_failed_batch_leaves_no_trace_in_the_cache(database_url: str, monkeypa
             store.apply(items[300:450], generation=building)
     store.apply(items[300:], generation=building)
     assert dump_generation(engine, building) == expected
+    engine.dispose()
+
+
+def test_stored_events_read_back_as_they_were_given(database_url: str) -> None:
+    """Events go in through the driver's executemany; SQLAlchemy must read them back unchanged."""
+    items = _consumed(list(realistic_events(50, seed=13, subjects=5)))
+    engine = _engine(database_url)
+    ReadModelStore(engine).apply(items)
+    with engine.connect() as conn:
+        stored = {row.id: row for row in conn.execute(select(StoredEvent))}
+    assert len(stored) == len(items)
+    for item in items:
+        assert item.event is not None
+        row = stored[item.event.event_id]
+        assert (row.subject, row.type, row.confidence) == (item.event.subject, item.event.type,
+                                                           item.event.confidence)
+        assert row.occurred_at == instant(item.event.occurred_at)
+        assert row.recorded_at == item.event.recorded_at
+        assert (row.partition, row.offset) == (item.partition, item.offset)
+        assert parse_event_json(row.body) == item.event
     engine.dispose()
 
 
