@@ -76,3 +76,26 @@ fi
 # --- the local Kafka broker -----------------------------------------------------------
 say "assembling the Kafka broker (cached after the first run)"
 "$VENV/bin/python" -m services.stack.broker assemble
+
+# --- a Compose v2 checker for the compose-file test ----------------------------------
+# No Docker engine runs here and bookworm ships only Compose v1, which predates the
+# Compose Specification. The test only needs `docker compose config`, so take the Compose
+# v2 plugin binary from Debian trixie's package, unpacked under .local/ (apt's own state
+# and sources are left untouched).
+COMPOSE=.local/bin/docker-compose
+if [[ $MODE == test && ! -x $COMPOSE ]] && ! docker compose version >/dev/null 2>&1; then
+  say "fetching the Compose v2 plugin from Debian trixie"
+  work=$(mktemp -d)
+  printf 'deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian trixie main\n' \
+    > "$work/sources.list"
+  mkdir -p "$work/lists/partial"
+  apt_opts=(-o "Dir::Etc::sourcelist=$work/sources.list" -o Dir::Etc::sourceparts=- -o "Dir::State::Lists=$work/lists"
+            -o APT::Get::List-Cleanup=0 -o APT::Sandbox::User=root
+            -o "Dir::Cache::pkgcache=$work/pkgcache.bin" -o "Dir::Cache::srcpkgcache=$work/srcpkgcache.bin")
+  as_root apt-get "${apt_opts[@]}" update -qq
+  (cd "$work" && as_root apt-get "${apt_opts[@]}" download -qq docker-compose)
+  dpkg-deb -x "$work"/docker-compose_*.deb "$work/root"
+  mkdir -p .local/bin
+  install -m 0755 "$work/root/usr/libexec/docker/cli-plugins/docker-compose" "$COMPOSE"
+  rm -rf "$work"
+fi
