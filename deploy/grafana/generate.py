@@ -244,9 +244,12 @@ def pipeline() -> dict[str, Any]:
         ), 8, 8),
         grid.place(panel(
             "timeseries", "Projection staleness",
-            [prom(f'max({q}_projector_staleness_seconds{{job="projector-worker"}})', "staleness")],
+            [prom(f'max({q}_projector_staleness_seconds{{job="projector-worker"}})', "staleness"),
+             prom(f'histogram_quantile(0.99, sum by (le) (rate({q}_projector_append_to_applied_seconds_bucket'
+                  f'{{job="projector-worker"}}[{RATE}])))', "p99 append to applied", "B")],
             description="Seconds since the newest applied event was recorded by ingest; it grows while no "
-                        "events arrive, so read it together with the lag.",
+                        "events arrive, so read it together with the lag. The p99 from a record's append to "
+                        "the topic to the commit of its batch is the freshness the query API gives.",
             unit="s",
         ), 8, 8),
         grid.place(panel(

@@ -37,6 +37,10 @@ def make_engine(url: str, *, writer: bool = False, **kwargs: Any) -> Engine:
         path = make_url(url).database
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
+        if not writer and path and path != ":memory:":
+            # Readers serve a thread pool (FastAPI's runs 40): keep that many connections
+            # open rather than opening and tuning an overflow connection per request.
+            kwargs = {"pool_size": 20, "max_overflow": 20, **kwargs}
         engine = create_engine(url, connect_args={"timeout": 60}, **kwargs)
         _tune_sqlite(engine, writer=writer)
         return engine

@@ -328,6 +328,8 @@ def get_event(request: Request, event_id: UUID, _: Reader) -> Response:
         if found is None:
             raise Problem(404, "Unknown event", f"no event {event_id} is known", kind="not-found")
         event, subject = found
+        if not queries.has_amendments(conn, subject):
+            return _json(event_out(event, Annotation()))  # the common case: nothing to resolve
         entries = queries.timeline(conn, subject, known_at=None)
     note = next((e.annotation for e in entries if e.event.event_id == event_id), None)
     return _json(event_out(event, note))

@@ -23,6 +23,11 @@ BATCH_SECONDS = Histogram(
     "accordwatch_projector_batch_apply_seconds", "Time to apply one batch in one transaction",
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
 )
+APPLY_DELAY = Histogram(
+    "accordwatch_projector_append_to_applied_seconds",
+    "From a record's append to the topic (its Kafka timestamp) to its batch's commit",
+    buckets=(0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+)
 CONSUMER_LAG = Gauge(
     "accordwatch_projector_consumer_lag_records", "Records on the topic not yet applied", ["partition"]
 )

@@ -123,6 +123,10 @@ class Projector:
         started = time.perf_counter()
         applied = await self._in_store_thread(self.store.apply, consumed)
         metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
+        committed = time.time()
+        for item in batch:
+            if item.message.timestamp:  # seconds; CreateTime, stamped by ingest's producer
+                metrics.APPLY_DELAY.observe(max(0.0, committed - item.message.timestamp))
         metrics.EVENTS_APPLIED.inc(applied.new_events)
         metrics.DUPLICATES.inc(applied.duplicates)
         metrics.REFOLDS.inc(applied.refolds)

@@ -186,3 +186,43 @@ def test_query_api_over_the_backend(database_url: str) -> None:
         assert client.get("/v1/cases/innovation-law-lab-v-wolf").json()["status"] == "ruled"
         assert client.get("/v1/cases/nope").status_code == 404
     engine.dispose()
+
+
+def test_an_event_is_served_with_how_it_stands(database_url: str) -> None:
+    """GET /v1/events/{id}: active without amendments; corrected and retracted ones say by what."""
+    engine = _engine(database_url)
+    batch = _consumed([
+        event("AgreementSigned", subject="us-gt-aca-2019", occurred_at="2019-07-26", data={"parties": ["US", "GT"]}),
+        event("TransferReported", subject="us-hn-aca-2019", occurred_at="2020-01-31",
+              data={"count": 500, "cumulative": False}),
+        event("TransferReported", subject="us-hn-aca-2019", occurred_at="2020-02-29",
+              data={"count": 20, "cumulative": False}),
+    ])
+    signed, wrong, doubled = (c.event for c in batch)
+    assert signed is not None
+    assert wrong is not None
+    assert doubled is not None
+    amendments = _consumed([
+        event("EventCorrected", subject="us-hn-aca-2019", occurred_at="2020-02-01",
+              data={"event_id": str(wrong.event_id), "changes": {"data": {"count": 50}}}),
+        event("EventRetracted", subject="us-hn-aca-2019", occurred_at="2020-03-01",
+              data={"event_id": str(doubled.event_id), "reason": "double report"}),
+    ])
+    store = ReadModelStore(engine)
+    store.apply(batch)
+    store.apply([Consumed("t", 9, i, c.event) for i, c in enumerate(amendments)])
+    fix, retraction = (c.event for c in amendments)
+    assert fix is not None
+    assert retraction is not None
+    settings = ProjectorSettings(database_url=database_url, dev_key="k" * 32)
+    with TestClient(create_app(settings, engine=engine)) as client:
+        client.headers["Authorization"] = "Bearer " + "k" * 32
+        plain = client.get(f"/v1/events/{signed.event_id}").json()
+        assert (plain["status"], plain["retracted_by"], plain["corrected_by"]) == ("active", None, [])
+        corrected = client.get(f"/v1/events/{wrong.event_id}").json()
+        assert (corrected["status"], corrected["corrected_by"]) == ("corrected", [str(fix.event_id)])
+        assert corrected["data"]["count"] == 500  # as recorded; the timeline shows the corrected figure
+        retracted = client.get(f"/v1/events/{doubled.event_id}").json()
+        assert (retracted["status"], retracted["retracted_by"]) == ("retracted", str(retraction.event_id))
+        assert client.get(f"/v1/events/{uuid_utils.uuid7()}").status_code == 404
+    engine.dispose()

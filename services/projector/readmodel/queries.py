@@ -134,6 +134,16 @@ def timeline(conn: Connection, subject: str, *, known_at: datetime | None) -> li
     ]
 
 
+def has_amendments(conn: Connection, subject: str) -> bool:
+    """Whether any event of the subject retracts or corrects another (else none is amended)."""
+    gen = active_generation(conn)
+    return conn.execute(
+        select(StoredEvent.id).where(
+            StoredEvent.generation == gen, StoredEvent.subject == subject,
+            StoredEvent.type.in_(("EventRetracted", "EventCorrected"))).limit(1)
+    ).first() is not None
+
+
 def event_by_id(conn: Connection, event_id: UUID) -> tuple[Event, str] | None:
     gen = active_generation(conn)
     row = conn.execute(
