@@ -172,6 +172,24 @@ def postgres() -> Iterator[Any]:
         server.stop()
 
 
+@pytest.fixture(scope="session")
+def pg_stack(kafka: Broker, tmp_path_factory: pytest.TempPathFactory, postgres: Any) -> Iterator[RunningStack]:
+    """The same services with the read model on the real PostgreSQL server."""
+    url: str = postgres.create_database(f"stack_{uuid.uuid4().hex[:12]}")
+    running = make_stack(kafka, tmp_path_factory.mktemp("pg-stack"), database_url=url)
+    try:
+        yield running
+    finally:
+        running.close()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def any_stack(request: pytest.FixtureRequest) -> RunningStack:
+    """The e2e tests on both backends: the SQLite stack, then the PostgreSQL one."""
+    running: RunningStack = request.getfixturevalue("stack" if request.param == "sqlite" else "pg_stack")
+    return running
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """The same tests on both backends: a SQLite file, and a fresh database on the real server."""

@@ -36,7 +36,8 @@ def agreement(stack: RunningStack, subject: str, **params: str) -> dict[str, Any
     return body
 
 
-def test_posted_events_appear_in_the_query_api(stack: RunningStack) -> None:
+def test_posted_events_appear_in_the_query_api(any_stack: RunningStack) -> None:
+    stack = any_stack
     subject = "us-ec-aca-2024"
     stack.post(
         event(
@@ -70,7 +71,8 @@ def test_posted_events_appear_in_the_query_api(stack: RunningStack) -> None:
     assert stack.query.get(f"/v1/agreements/{subject}", params={"as_of": "31/12/2024"}).status_code == 422
 
 
-def test_poison_records_go_to_the_dlq_and_the_worker_goes_on(kafka: Broker, stack: RunningStack) -> None:
+def test_poison_records_go_to_the_dlq_and_the_worker_goes_on(kafka: Broker, any_stack: RunningStack) -> None:
+    stack = any_stack
     good = event("AgreementSigned", subject="us-py-aca-2024", occurred_at="2024-03-01", data={"parties": ["US", "PY"]})
     unknown = {
         **event("AgreementSigned"),
@@ -107,8 +109,10 @@ def test_poison_records_go_to_the_dlq_and_the_worker_goes_on(kafka: Broker, stac
 
 
 @pytest.fixture
-def crash_stack(kafka: Broker, tmp_path: Path) -> Iterator[RunningStack]:
-    running = make_stack(kafka, tmp_path, services=("ingest", "projector-worker", "projector-api"))
+def crash_stack(kafka: Broker, tmp_path: Path, database_url: str) -> Iterator[RunningStack]:
+    """A stack of its own, on SQLite and on PostgreSQL."""
+    running = make_stack(kafka, tmp_path, database_url=database_url,
+                         services=("ingest", "projector-worker", "projector-api"))
     try:
         yield running
     finally:
@@ -162,17 +166,20 @@ def test_sigkill_mid_stream_loses_nothing_and_equals_a_clean_rebuild(
         events_topic=crash_stack.events_topic,
     )
     crash_stack.stack.services["projector-worker"].stop()
-    rebuilt = asyncio.run(
-        rebuild(settings, ReadModelStore(make_engine(settings.database_url, writer=True)), swap=False)
-    )
+    writer = make_engine(settings.database_url, writer=True)
+    try:
+        rebuilt = asyncio.run(rebuild(settings, ReadModelStore(writer), swap=False))
+    finally:
+        writer.dispose()
     assert rebuilt.records == len(asyncio.run(read_topic(kafka.bootstrap, crash_stack.events_topic)))
     live, clean = dump_generation(engine, live_generation), dump_generation(engine, rebuilt.generation)
+    engine.dispose()
     for table in live:
         assert live[table] == clean[table], f"{table} differs from a clean rebuild"
 
 
-def test_replay_swaps_while_the_api_keeps_answering(kafka: Broker, tmp_path: Path) -> None:
-    running = make_stack(kafka, tmp_path)
+def test_replay_swaps_while_the_api_keeps_answering(kafka: Broker, tmp_path: Path, database_url: str) -> None:
+    running = make_stack(kafka, tmp_path, database_url=database_url)
     try:
         events = list(realistic_events(3_000, seed=5, subjects=40))
         for start in range(0, len(events), 1000):
@@ -199,11 +206,13 @@ def test_replay_swaps_while_the_api_keeps_answering(kafka: Broker, tmp_path: Pat
 
         asker = threading.Thread(target=keep_asking)
         asker.start()
+        writer = make_engine(settings.database_url, writer=True)
         try:
-            result = asyncio.run(rebuild(settings, ReadModelStore(make_engine(settings.database_url, writer=True))))
+            result = asyncio.run(rebuild(settings, ReadModelStore(writer)))
         finally:
             stop.set()
             asker.join()
+            writer.dispose()
         assert answers
         assert set(answers) == {200}
         with engine.connect() as conn:
@@ -216,5 +225,6 @@ def test_replay_swaps_while_the_api_keeps_answering(kafka: Broker, tmp_path: Pat
             event("AgreementSigned", subject="us-rw-aca-2025", occurred_at="2025-01-05", data={"parties": ["US", "RW"]})
         )
         wait_for(lambda: agreement(running, "us-rw-aca-2025"), what="a new event after the swap")
+        engine.dispose()
     finally:
         running.close()
