@@ -11,10 +11,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
-import orjson
-
 from schemas.envelope import Event, instant
-from schemas.registry import UPCASTERS, InvalidEvent, Upcasters, parse_event
+from schemas.registry import UPCASTERS, InvalidEvent, NotJSON, Upcasters, parse_event_json
 
 SPEC_VERSION: Final = "1.0"
 CONTENT_TYPE: Final = "application/json"
@@ -74,19 +72,19 @@ def from_record(
     if not value:
         raise UndecodableRecord("record has no value", "invalid")
     try:
-        obj = orjson.loads(value)
-    except orjson.JSONDecodeError as exc:
-        raise UndecodableRecord(f"value is not valid JSON: {exc}", "not_json") from None
-    try:
-        event = parse_event(obj, upcasters=upcasters)
+        event = parse_event_json(value, upcasters=upcasters)
+    except NotJSON as exc:
+        raise UndecodableRecord(f"value is {exc.errors[0].reason}", "not_json") from None
     except InvalidEvent as exc:
         kind = "unknown_type" if any(e.field == "type" for e in exc.errors) else "invalid"
         raise UndecodableRecord(f"value is not a valid event: {exc}", kind) from None
     if event.id is None or event.recorded_at is None:
         raise UndecodableRecord("event on the topic lacks id or recorded_at", "invalid")
-    attrs = {name: raw for name, raw in headers if name.startswith("ce_")}
-    if "ce_id" in attrs and attrs["ce_id"].decode(errors="replace") != str(event.id):
-        raise UndecodableRecord("ce_id header does not match the event id", "mismatch")
+    for name, raw in headers:
+        if name == "ce_id":
+            if raw.decode(errors="replace") != str(event.id):
+                raise UndecodableRecord("ce_id header does not match the event id", "mismatch")
+            break
     if key is not None and key != event.subject.encode():
         raise UndecodableRecord("record key does not match the event subject", "mismatch")
     return event

@@ -70,6 +70,10 @@ class Upcasters:
 
         return decorate
 
+    def __bool__(self) -> bool:
+        """Whether any step is registered (none: every version on the wire is current)."""
+        return bool(self._steps)
+
     def upcast(self, raw: RawEvent) -> RawEvent:
         """Apply every step from the event's version to the newest one registered."""
         event_type = raw.get("type")
@@ -95,6 +99,10 @@ def parse_event(obj: Any, *, upcasters: Upcasters = UPCASTERS, index: int | None
         event = EVENT_ADAPTER.validate_python(obj)
     except ValidationError as exc:
         raise InvalidEvent(describe(exc, index=index)) from None
+    return _current_version(event, index)
+
+
+def _current_version(event: Event, index: int | None) -> Event:
     current = type(event).SCHEMA_VERSION
     if event.schema_version != current:
         raise InvalidEvent(
@@ -110,13 +118,30 @@ def parse_event(obj: Any, *, upcasters: Upcasters = UPCASTERS, index: int | None
     return event
 
 
+class NotJSON(InvalidEvent):
+    """A document that is not JSON at all."""
+
+
 def parse_event_json(raw: bytes | str, *, upcasters: Upcasters = UPCASTERS) -> Event:
-    """Decode and validate one JSON document as an event."""
+    """Decode and validate one JSON document as an event (`NotJSON` if it is not JSON).
+
+    With no upcaster registered, pydantic parses the bytes itself, without building the
+    intermediate dict (the projector decodes every record through here).
+    """
+    if upcasters:
+        try:
+            obj = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise NotJSON([FieldError("", f"not valid JSON: {exc}")]) from None
+        return parse_event(obj, upcasters=upcasters)
     try:
-        obj = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise InvalidEvent([FieldError("", f"not valid JSON: {exc}")]) from None
-    return parse_event(obj, upcasters=upcasters)
+        event = EVENT_ADAPTER.validate_json(raw)
+    except ValidationError as exc:
+        problems = exc.errors(include_url=False, include_input=False)
+        if problems and problems[0]["type"] == "json_invalid":
+            raise NotJSON([FieldError("", f"not valid JSON: {problems[0]['msg']}")]) from None
+        raise InvalidEvent(describe(exc)) from None
+    return _current_version(event, None)
 
 
 def describe(exc: ValidationError, *, index: int | None = None) -> list[FieldError]:

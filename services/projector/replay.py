@@ -95,12 +95,16 @@ async def _rebuild(
         tps = sorted(consumer.assignment())
         await consumer.seek_to_beginning(*tps)
         pending: asyncio.Task[None] | None = None
+        end = {tp.partition: offset for tp, offset in (await consumer.end_offsets(tps)).items()}
         while True:
-            end = await consumer.end_offsets(tps)
-            live = await asyncio.to_thread(store.positions, topic)
-            target = {tp.partition: max(end[tp], live.get(tp.partition, 0)) for tp in tps}
             done = {tp.partition: await consumer.position(tp) for tp in tps}
-            if all(done[p] >= target[p] for p in target):
+            if all(done[p] >= end[p] for p in end):
+                # Only at the end of what we knew: look again, and at the live worker's
+                # positions (read under the writer's lock, so never while batches flow).
+                end = {tp.partition: offset for tp, offset in (await consumer.end_offsets(tps)).items()}
+                live = await asyncio.to_thread(store.positions, topic)
+                end = {p: max(o, live.get(p, 0)) for p, o in end.items()}
+            if all(done[p] >= end[p] for p in end):
                 if pending is not None:
                     await pending
                     pending = None
@@ -127,7 +131,7 @@ async def _rebuild(
             pending = asyncio.create_task(_apply(store, items, building))
             records += len(items)
             if progress is not None:
-                known = sum(target.values())
+                known = sum(end.values())
                 progress(records, known, records / max(time.perf_counter() - started, 1e-9))
         if swap:
             await asyncio.to_thread(store.drop_generations_below, building)

@@ -11,7 +11,7 @@ import uuid_utils
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, insert, select
 
 from schemas.envelope import instant
 from schemas.registry import parse_event, parse_event_json
@@ -157,6 +157,41 @@ def test_stored_events_read_back_as_they_were_given(database_url: str) -> None:
         assert row.recorded_at == item.event.recorded_at
         assert (row.partition, row.offset) == (item.partition, item.offset)
         assert parse_event_json(row.body) == item.event
+    engine.dispose()
+
+
+def test_bulk_insert_stores_what_sqlalchemy_would(database_url: str) -> None:
+    """The driver-level insert must store the very values a SQLAlchemy insert stores.
+
+    On SQLite times are text compared as text, so the format must match to the character:
+    offsets other than UTC, whole seconds and microseconds included.
+    """
+    moments = ["2019-09-20", "2020-03-12T09:00:00-04:00", "2020-03-12T13:00:00.000001Z", "0999-01-02"]
+    docs = [event("AgreementSigned", subject=f"s-{i}", occurred_at=at) for i, at in enumerate(moments)]
+    items = [
+        Consumed("t", 0, i, parse_event({"id": str(uuid_utils.uuid7()), **doc,
+                                         "recorded_at": f"2026-11-22T1{i}:00:00{'.5' if i % 2 else ''}+01:00"}))
+        for i, doc in enumerate(docs)
+    ]
+    engine = _engine(database_url)
+    ReadModelStore(engine).apply(items, generation=1)
+    with engine.begin() as conn:
+        conn.execute(insert(StoredEvent), [
+            {"generation": 2, "id": item.event.event_id, "subject": item.event.subject, "type": item.event.type,
+             "occurred_at": instant(item.event.occurred_at), "recorded_at": item.event.recorded_at,
+             "confidence": item.event.confidence, "body": item.event.model_dump_json(exclude_none=True),
+             "partition": item.partition, "offset": item.offset}
+            for item in items if item.event is not None
+        ])
+
+    def raw(generation: int) -> list[tuple[Any, ...]]:
+        with engine.connect() as conn:
+            return [tuple(row) for row in conn.exec_driver_sql(
+                "SELECT id, subject, type, occurred_at, recorded_at, confidence, body, partition, \"offset\" "
+                f"FROM {StoredEvent.__tablename__} WHERE generation = {generation} ORDER BY subject")]
+
+    assert raw(1) == raw(2)
+    assert len(raw(1)) == len(moments)
     engine.dispose()
 
 

@@ -6,12 +6,13 @@ from datetime import UTC, date, datetime
 from typing import Any
 from uuid import UUID
 
+import orjson
 import pytest
 
 from schemas.cloudevents import UndecodableRecord, from_record, to_record
 from schemas.envelope import instant
 from schemas.generate import expected_files
-from schemas.registry import EVENT_TYPES, InvalidEvent, Upcasters, catalogue, parse_event
+from schemas.registry import EVENT_TYPES, InvalidEvent, NotJSON, Upcasters, catalogue, parse_event, parse_event_json
 from tests.samples import DATA, event
 
 RECORDED = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
@@ -240,3 +241,59 @@ def test_record_with_mismatched_key_is_undecodable() -> None:
     record = to_record(_recorded("AgreementSigned"), source="x")
     with pytest.raises(UndecodableRecord, match="key"):
         from_record(b"someone-else", record.value, record.headers)
+
+
+BAD_DOCUMENTS: list[Any] = [
+    event("AgreementSigned", sources=[]),
+    event("AgreementSigned", occurred_at="2019-09-20T10:00:00"),
+    {**event("AgreementSigned"), "type": "Nope"},
+    {**event("TransferReported"), "data": {"count": -5}},
+    {"type": "AgreementSigned"},
+    [1, 2],
+    None,
+    "text",
+]
+
+
+@pytest.mark.parametrize("doc", BAD_DOCUMENTS, ids=range(len(BAD_DOCUMENTS)))
+def test_json_bytes_are_judged_like_decoded_documents(doc: Any) -> None:
+    """parse_event_json validates bytes directly; it must reject exactly as parse_event does."""
+    with pytest.raises(InvalidEvent) as direct:
+        parse_event(doc)
+    with pytest.raises(InvalidEvent) as from_bytes:
+        parse_event_json(orjson.dumps(doc))
+    assert from_bytes.value.errors == direct.value.errors
+
+
+@pytest.mark.parametrize("event_type", sorted(EVENT_TYPES))
+def test_json_bytes_decode_like_decoded_documents(event_type: str) -> None:
+    doc = _recorded(event_type).model_dump(mode="json", exclude_none=True)
+    assert parse_event_json(orjson.dumps(doc)) == parse_event(doc)
+
+
+def test_not_json_is_told_apart() -> None:
+    with pytest.raises(NotJSON, match="not valid JSON"):
+        parse_event_json(b'{"type": ')
+
+
+def test_records_of_an_old_version_are_upcast_on_the_way_out_of_kafka() -> None:
+    upcasters = Upcasters()
+
+    @upcasters.register("AgreementSigned", 0)
+    def upcast_agreement_signed_v0_v1(raw: dict[str, Any]) -> dict[str, Any]:
+        data = dict(raw["data"])
+        data["parties"] = data.pop("countries")
+        return {**raw, "data": data}
+
+    current = to_record(_recorded("AgreementSigned"), source="x")
+    old = orjson.loads(current.value)
+    old["schema_version"] = 0
+    old["data"]["countries"] = old["data"].pop("parties")
+    decoded = from_record(current.key, orjson.dumps(old), current.headers, upcasters=upcasters)
+    assert decoded == _recorded("AgreementSigned")
+    with pytest.raises(UndecodableRecord) as info:
+        from_record(current.key, orjson.dumps(old), current.headers)
+    assert info.value.kind == "invalid"
+    with pytest.raises(UndecodableRecord) as info:
+        from_record(current.key, b"{not json", current.headers, upcasters=upcasters)
+    assert info.value.kind == "not_json"

@@ -418,15 +418,13 @@ def _event_row(gen: int, item: Consumed) -> tuple[Any, ...]:
             event.confidence, body, item.partition, item.offset)
 
 
-_MISSING = object()
-
-
 class BulkInsert:
     """An INSERT ... ON CONFLICT DO NOTHING run through the driver's executemany.
 
     Values pass through each column type's own bind processor, so they are stored exactly
     as SQLAlchemy would store them, without its per-row statement machinery (most of the
-    cost of inserting tens of thousands of events).
+    cost of inserting tens of thousands of events). Columns are converted a whole column
+    at a time; a column named in `repeating` (few distinct values) converts each value once.
     """
 
     def __init__(
@@ -435,7 +433,7 @@ class BulkInsert:
         self.table = cast(Table, table.__table__)
         self.columns = list(columns)
         self.conflict = list(conflict)
-        self.repeating = {self.columns.index(c) for c in repeating}  # few distinct values: convert each once
+        self.repeating = {self.columns.index(c) for c in repeating}
         self._prepared: dict[str, tuple[str, list[Callable[[Any], Any] | None]]] = {}
 
     def _prepare(self, conn: Connection) -> tuple[str, list[Callable[[Any], Any] | None]]:
@@ -454,21 +452,19 @@ class BulkInsert:
 
     def execute(self, conn: Connection, rows: Sequence[tuple[Any, ...]]) -> None:
         """Insert the rows (tuples in column order); rows whose key exists already are skipped."""
+        if not rows:
+            return
         sql, processors = self._prepare(conn)
-        active: list[tuple[int, Callable[[Any], Any], dict[Any, Any] | None]] = [
-            (i, p, {} if i in self.repeating else None) for i, p in enumerate(processors) if p is not None]
-        params: list[tuple[Any, ...]] = []
-        for row in rows:
-            values = list(row)
-            for i, process, seen in active:
-                if seen is None:
-                    values[i] = process(values[i])
-                elif (done := seen.get(values[i], _MISSING)) is not _MISSING:
-                    values[i] = done
-                else:
-                    values[i] = seen[values[i]] = process(values[i])
-            params.append(tuple(values))
-        conn.exec_driver_sql(sql, params)
+        columns: list[Any] = list(zip(*rows, strict=True))
+        for i, process in enumerate(processors):
+            if process is None:
+                continue
+            if i in self.repeating:
+                converted = {value: process(value) for value in set(columns[i])}
+                columns[i] = map(converted.__getitem__, columns[i])
+            else:
+                columns[i] = map(process, columns[i])
+        conn.exec_driver_sql(sql, list(zip(*columns, strict=True)))
 
 
 _EVENTS_INSERT = BulkInsert(
@@ -476,7 +472,7 @@ _EVENTS_INSERT = BulkInsert(
     ["generation", "id", "subject", "type", "occurred_at", "recorded_at", "confidence", "body", "partition",
      "offset"],
     ["generation", "id"],
-    repeating=["occurred_at", "recorded_at"],
+    repeating=["type", "occurred_at", "recorded_at", "confidence"],
 )
 
 
