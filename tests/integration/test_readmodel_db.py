@@ -75,6 +75,54 @@ def test_batches_in_any_split_with_redelivery_equal_one_clean_pass(database_url:
     engine.dispose()
 
 
+def test_long_histories_with_late_events_and_retractions_equal_one_clean_pass(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Late events re-fold from in-memory checkpoints; retractions and corrections from the start.
+
+    Few subjects with hundreds of events each, in small batches, so that late events land
+    behind several checkpoints; a few events are retracted or moved in time later on.
+    """
+    docs = list(realistic_events(2_400, seed=11, subjects=4))
+    ids = [str(uuid_utils.uuid7()) for _ in docs]
+    rng = random.Random(4)
+    stream: list[dict[str, Any]] = [{"id": i, **d} for i, d in zip(ids, docs, strict=True)]
+    for at in sorted(rng.sample(range(1_000, len(stream)), 6), reverse=True):
+        target = stream[rng.randrange(at - 300, at)]
+        if target["type"] in ("EventRetracted", "EventCorrected"):
+            continue
+        meta = (event("EventRetracted", subject=target["subject"], occurred_at=target["occurred_at"],
+                      data={"event_id": target["id"], "reason": "wrong figure"}) if at % 2 else
+                event("EventCorrected", subject=target["subject"], occurred_at=target["occurred_at"],
+                      data={"event_id": target["id"], "changes": {"occurred_at": "2019-08-01"}}))
+        stream.insert(at, {"id": str(uuid_utils.uuid7()), **meta})
+    items = [Consumed("t", i % 3, i, parse_event({**d, "recorded_at": RECORDED})) for i, d in enumerate(stream)]
+    engine = _engine(database_url)
+    expected = _clean_pass(engine, items)
+
+    from services.projector.readmodel import store as store_module
+
+    hits: list[bool] = []
+    real = store_module._from_checkpoint
+
+    def spied(*args: Any) -> Any:
+        result = real(*args)
+        hits.append(result is not None)
+        return result
+
+    monkeypatch.setattr(store_module, "_from_checkpoint", spied)
+    store = ReadModelStore(engine)
+    building = store.start_generation()
+    position = 0
+    while position < len(items):
+        size = rng.randrange(1, 60)
+        store.apply(items[position:position + size], generation=building)
+        position += size
+    assert dump_generation(engine, building) == expected
+    assert sum(hits) >= 20, "late events should have re-folded from checkpoints"
+    engine.dispose()
+
+
 def _clean_pass(engine: Engine, items: list[Consumed]) -> dict[str, list[tuple[Any, ...]]]:
     """The read model of one fresh store applying every item in one batch, in a generation of its own."""
     store = ReadModelStore(engine)

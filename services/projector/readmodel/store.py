@@ -7,6 +7,7 @@ batch came from. Redelivery after a crash or rebalance is therefore a no-op.
 
 from __future__ import annotations
 
+import zlib
 from collections import OrderedDict, defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -21,7 +22,7 @@ from schemas.envelope import Event, instant
 from schemas.events import StatisticReported
 from schemas.registry import parse_event_json
 from services.domain.fold import advance, fold, resolve
-from services.domain.state import SubjectState
+from services.domain.state import SortKey, SubjectState
 from services.projector.readmodel.tables import (
     AgreementRow,
     CaseRow,
@@ -69,13 +70,35 @@ _ROW_TABLES: tuple[tuple[Any, Any], ...] = (
 _NO_ROWS: WrittenRows = ({}, {}, {}, {})
 
 
+@dataclass(frozen=True, slots=True)
+class _Checkpoint:
+    """A subject's state after every event up to `key` that was known when it was taken (zlib'd JSON)."""
+
+    key: SortKey
+    event_count: int
+    state: bytes
+
+
+CHECKPOINT_SPACING = 48
+"""Events of a subject between two checkpoints kept in memory."""
+CHECKPOINTS_KEPT = 4
+"""Checkpoints kept per cached subject: a late event up to about 150-200 events back re-folds from one."""
+
+
 @dataclass(slots=True)
 class _Cached:
-    """A subject's state as this store last committed it, with its rows and snapshot time."""
+    """A subject's state as this store last committed it, with its rows and snapshot time.
+
+    `checkpoints` (oldest first) are earlier states of the subject: a late event re-folds
+    from the newest one before it, reading only the events after it, instead of the
+    subject's whole history. A checkpoint is dropped as soon as an event arrives that
+    sorts at or before it.
+    """
 
     state: SubjectState
     rows: WrittenRows
     updated_at: datetime
+    checkpoints: tuple[_Checkpoint, ...] = ()
 
 
 def upsert(conn: Connection, table: Any) -> Any:
@@ -245,15 +268,30 @@ class ReadModelStore:
         states: dict[str, SubjectState] = {}
         statistics: list[dict[str, Any]] = []
         refolded: list[str] = []
+        checkpoints: dict[str, tuple[_Checkpoint, ...]] = {}
         for subject in subjects:
             new_events = by_subject[subject]
             previous = previous_states.get(subject)
+            entry = cached.get(subject)
+            earliest = min(e.sort_key for e in new_events)
+            usable = tuple(c for c in entry.checkpoints if c.key < earliest) if entry is not None else ()
             # In place: the state is either freshly parsed or the cache's own (dropped on rollback).
             state = advance(previous, new_events, in_place=True) if previous is not None else None
+            if state is None and usable and previous is not None and not previous.meta_targets:
+                tail = _from_checkpoint(conn, gen, subject, usable)
+                if tail is not None:
+                    state, usable = tail
+                    applied.refolds += 1
             if state is None:
                 everything = new_events if previous is None else load_events(conn, gen, subject)
                 resolution = resolve(everything)
-                state = fold(subject, resolution)
+                checkpointed = None
+                if not resolution.meta_targets:
+                    checkpointed = _fold_checkpointed(SubjectState(subject=subject), resolution.facts, ())
+                if checkpointed is not None:
+                    state, usable = checkpointed
+                else:
+                    state, usable = fold(subject, resolution), ()
                 refolded.append(subject)
                 statistics.extend(_statistic_row(gen, e) for e in resolution.facts
                                   if isinstance(e, StatisticReported))
@@ -261,17 +299,19 @@ class ReadModelStore:
                 statistics.extend(_statistic_row(gen, e) for e in new_events
                                   if isinstance(e, StatisticReported))
             states[subject] = state
-        applied.refolds = len(refolded)
+            checkpoints[subject] = usable
+        applied.refolds += len(refolded)
         applied.subjects.update(subjects)
         if refolded:
             conn.execute(delete(StatisticRow).where(
                 StatisticRow.generation == gen, StatisticRow.subject.in_(refolded)))
         if statistics:
             conn.execute(_statement(conn, "statistics", _insert_statistics), statistics)
-        self._write_rows(conn, gen, states, {s: e.rows for s, e in cached.items()})
+        self._write_rows(conn, gen, states, {s: e.rows for s, e in cached.items()}, checkpoints)
 
     def _write_rows(
-        self, conn: Connection, gen: int, states: dict[str, SubjectState], written: dict[str, WrittenRows]
+        self, conn: Connection, gen: int, states: dict[str, SubjectState], written: dict[str, WrittenRows],
+        checkpoints: dict[str, tuple[_Checkpoint, ...]],
     ) -> None:
         """Write the rows of each state: only what changed where `written` has the rows in the database."""
         now = datetime.now(UTC)
@@ -299,16 +339,18 @@ class ReadModelStore:
             if rows:
                 conn.execute(_statement(conn, f"upsert {table.__tablename__}", partial(_upsert_rows, table=table)),
                              rows)
+        snapshots = {subject: state.model_dump_json() for subject, state in states.items()}
         conn.execute(
             _statement(conn, "snapshots", partial(_upsert_rows, table=SubjectSnapshot)),
             [
-                {"generation": gen, "subject": s, "state": st.model_dump_json(),
+                {"generation": gen, "subject": s, "state": snapshots[s],
                  "event_count": st.event_count, "updated_at": now}
                 for s, st in states.items()
             ],
         )
         for subject, state in states.items():
-            self._remember(gen, subject, _Cached(state, fresh[subject], now))
+            kept = _next_checkpoints(state, checkpoints.get(subject, ()), snapshots[subject])
+            self._remember(gen, subject, _Cached(state, fresh[subject], now, kept))
 
     def _remember(self, gen: int, subject: str, entry: _Cached) -> None:
         key = (gen, subject)
@@ -392,6 +434,63 @@ class ReadModelStore:
             )
         )
         return {int(row[0]): int(row[1]) for row in rows}
+
+
+def _from_checkpoint(
+    conn: Connection, gen: int, subject: str, kept: tuple[_Checkpoint, ...]
+) -> tuple[SubjectState, tuple[_Checkpoint, ...]] | None:
+    """Re-fold from the newest checkpoint with the stored events after it (None: a retraction among them)."""
+    checkpoint = kept[-1]
+    state = SubjectState.model_validate_json(zlib.decompress(checkpoint.state))
+    bodies = conn.execute(
+        select(StoredEvent.body).where(
+            StoredEvent.generation == gen, StoredEvent.subject == subject,
+            StoredEvent.occurred_at >= checkpoint.key[0],
+        )
+    ).scalars()
+    after = [event for event in map(parse_event_json, bodies) if event.sort_key > checkpoint.key]
+    return _fold_checkpointed(state, after, kept)
+
+
+def _fold_checkpointed(
+    state: SubjectState, events: Sequence[Event], kept: tuple[_Checkpoint, ...]
+) -> tuple[SubjectState, tuple[_Checkpoint, ...]] | None:
+    """Advance `state` (in place) over events that all sort after it, taking checkpoints on the way.
+
+    Checkpoints are taken every CHECKPOINT_SPACING events counted back from the end, as
+    many as are kept, so the next late event finds one before it. None if an event
+    retracts or corrects another (`advance` refuses: such a subject re-folds in full).
+    """
+    keyed = sorted(events, key=_sort_key)
+    cuts = [len(keyed) - CHECKPOINT_SPACING * j for j in range(CHECKPOINTS_KEPT - 1, 0, -1)]
+    taken: list[_Checkpoint] = []
+    done = 0
+    for cut in cuts:
+        if cut <= done:
+            continue
+        if advance(state, keyed[done:cut], in_place=True) is None:
+            return None
+        assert state.last_key is not None
+        taken.append(_Checkpoint(state.last_key, state.event_count,
+                                 zlib.compress(state.model_dump_json().encode(), 1)))
+        done = cut
+    if advance(state, keyed[done:], in_place=True) is None:
+        return None
+    return state, (*kept, *taken)[-CHECKPOINTS_KEPT:]
+
+
+def _sort_key(event: Event) -> SortKey:
+    return event.sort_key
+
+
+def _next_checkpoints(state: SubjectState, kept: tuple[_Checkpoint, ...], snapshot: str) -> tuple[_Checkpoint, ...]:
+    """The checkpoints to keep once `state` is written: the current one joins every CHECKPOINT_SPACING events."""
+    if state.meta_targets or state.last_key is None:
+        return ()  # retractions and corrections reach back anywhere: such subjects re-fold in full
+    if kept and state.event_count - kept[-1].event_count < CHECKPOINT_SPACING:
+        return kept
+    taken = _Checkpoint(state.last_key, state.event_count, zlib.compress(snapshot.encode(), 1))
+    return (*kept, taken)[-CHECKPOINTS_KEPT:]
 
 
 def _clear(conn: Connection, where: Any) -> None:
