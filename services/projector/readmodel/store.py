@@ -566,10 +566,15 @@ class BulkInsert:
                 columns[i] = map(process, columns[i])
         params = list(zip(*columns, strict=True))
         new: list[Any] = []
-        for start in range(0, len(params), self.page):
-            page = params[start:start + self.page]
-            flat = tuple(value for row in page for value in row)
-            new.extend(conn.exec_driver_sql(prepared.sql(len(page)), flat).scalars())
+        start = 0
+        while start < len(params):
+            # Few distinct statement shapes (page, 100, 10 or 1 rows): drivers cache every
+            # statement text they see, and one per remainder size would fill that cache
+            # with statements of thousands of parameters.
+            size = next(n for n in (self.page, 100, 10, 1) if n <= len(params) - start)
+            flat = tuple(value for row in params[start:start + size] for value in row)
+            new.extend(conn.exec_driver_sql(prepared.sql(size), flat).scalars())
+            start += size
         return new if prepared.result is None else [prepared.result(value) for value in new]
 
 
