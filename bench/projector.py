@@ -8,7 +8,7 @@ In one run, on its own broker and PostgreSQL server (127.0.0.1, free ports):
 (c) the projector worker's RSS after it has folded the 100,000 events.
 
     .venv/bin/python bench/projector.py [--events 100000] [--rate 200] [--seconds 60]
-                                        [--poll-ms 10] [--probe-every 10]
+                                        [--poll-ms 10] [--probe-every 10] [--rounds 3]
                                         [--only rebuild,freshness,memory]
 
 Goals (issue 3): rebuild >= 10,000 events/s on SQLite and >= 30% of the raw consumer;
@@ -23,6 +23,7 @@ import asyncio
 import itertools
 import os
 import shutil
+import statistics
 import tempfile
 import time
 from datetime import UTC, datetime
@@ -231,6 +232,7 @@ def main() -> None:
     parser.add_argument("--poll-ms", type=float, default=10.0, help="how often the oldest pending event is looked up")
     parser.add_argument("--probe-every", type=int, default=10, help="look up every n-th posted event")
     parser.add_argument("--only", default=",".join(PARTS), help="comma-separated parts to run")
+    parser.add_argument("--rounds", type=int, default=3, help="rebuild rounds (raw, SQLite, PostgreSQL each)")
     args = parser.parse_args()
     parts = {p.strip() for p in args.only.split(",") if p.strip()}
     if not parts <= set(PARTS):
@@ -240,7 +242,8 @@ def main() -> None:
     key = new_key()
     postgres = LocalPostgres().start() if "rebuild" in parts else None
     stack = LocalStack(home=home, ports=Ports.free(), dev_key=key)
-    results: dict[str, Any] = {"settings": {"events": args.events, "rate": args.rate, "seconds": args.seconds}}
+    results: dict[str, Any] = {"settings": {"events": args.events, "rate": args.rate, "seconds": args.seconds,
+                                             "rounds": args.rounds}}
     goals: dict[str, bool] = {}
     try:
         stack.start_broker()
@@ -249,17 +252,36 @@ def main() -> None:
             asyncio.run(fill_topic(stack.bootstrap, args.events))
         if "rebuild" in parts:
             assert postgres is not None
-            raw = asyncio.run(raw_consume(stack.bootstrap, args.events))
-            sqlite = rebuild_into(f"sqlite:///{home / 'rebuild.db'}", stack.bootstrap)
-            pg = rebuild_into(postgres.create_database("rebuild"), stack.bootstrap)
+            # Rounds of raw / SQLite / PostgreSQL side by side: this machine's speed drifts by a
+            # third between minutes, so each round's ratio is the figure and the medians judge.
+            rounds = []
+            for n in range(args.rounds):
+                raw = asyncio.run(raw_consume(stack.bootstrap, args.events))
+                sqlite = rebuild_into(f"sqlite:///{home / f'rebuild-{n}.db'}", stack.bootstrap)
+                pg = rebuild_into(postgres.create_database(f"rebuild_{n}"), stack.bootstrap)
+                rounds.append({
+                    "raw_consumer": raw, "sqlite": sqlite, "postgresql": pg,
+                    "sqlite_vs_raw": round(sqlite["events_per_s"] / raw["events_per_s"], 3),
+                    "postgresql_vs_raw": round(pg["events_per_s"] / raw["events_per_s"], 3),
+                })
+                print(f"rebuild round {n + 1}:", rounds[-1], flush=True)
+
+            def median(pick: Any) -> float:
+                return float(statistics.median(pick(r) for r in rounds))
+
             results["rebuild"] = {
-                "raw_consumer": raw, "sqlite": sqlite, "postgresql": pg,
-                "sqlite_vs_raw": round(sqlite["events_per_s"] / raw["events_per_s"], 3),
-                "postgresql_vs_raw": round(pg["events_per_s"] / raw["events_per_s"], 3),
+                "rounds": rounds,
+                "median": {
+                    "raw_consumer_events_per_s": median(lambda r: r["raw_consumer"]["events_per_s"]),
+                    "sqlite_events_per_s": median(lambda r: r["sqlite"]["events_per_s"]),
+                    "postgresql_events_per_s": median(lambda r: r["postgresql"]["events_per_s"]),
+                    "sqlite_vs_raw": median(lambda r: r["sqlite_vs_raw"]),
+                    "postgresql_vs_raw": median(lambda r: r["postgresql_vs_raw"]),
+                },
             }
-            goals["rebuild_sqlite_events_per_s>=10000"] = sqlite["events_per_s"] >= 10_000
-            goals["rebuild_sqlite_vs_raw>=0.3"] = results["rebuild"]["sqlite_vs_raw"] >= 0.3
-            print("rebuild:", results["rebuild"], flush=True)
+            goals["rebuild_sqlite_events_per_s>=10000"] = results["rebuild"]["median"]["sqlite_events_per_s"] >= 10_000
+            goals["rebuild_sqlite_vs_raw>=0.3"] = results["rebuild"]["median"]["sqlite_vs_raw"] >= 0.3
+            print("rebuild (medians):", results["rebuild"]["median"], flush=True)
             # Its autovacuum of the rebuilt tables must not share the cores with what follows.
             postgres.stop()
             postgres = None

@@ -214,6 +214,18 @@ def fold(subject: str, resolution: Resolution, *, as_of: datetime | None = None)
     return state
 
 
+def fold_sorted(state: SubjectState, keyed: Sequence[tuple[SortKey, Event]]) -> SubjectState:
+    """Fold facts onto a state in place: (key, event) pairs in world order, all after its last event.
+
+    No checks: the caller knows the pairs are sorted, come after the state and hold no
+    retraction or correction (`advance` is the checked way).
+    """
+    horizon = Horizon()
+    for key, event in keyed:
+        _fold_one(event, key, state, horizon)
+    return state
+
+
 def advance(state: SubjectState, events: Sequence[Event], *, in_place: bool = False) -> SubjectState | None:
     """Fold events that all come after the state's last one; None if a full project is needed.
 

@@ -21,7 +21,7 @@ from sqlalchemy import Connection, Engine, Table, and_, bindparam, delete, func,
 from schemas.envelope import Event, instant
 from schemas.events import StatisticReported
 from schemas.registry import parse_event_json
-from services.domain.fold import advance, fold, resolve
+from services.domain.fold import advance, fold, fold_sorted, is_meta, resolve
 from services.domain.state import SortKey, SubjectState
 from services.projector.readmodel.tables import (
     AgreementRow,
@@ -273,8 +273,10 @@ class ReadModelStore:
             new_events = by_subject[subject]
             previous = previous_states.get(subject)
             entry = cached.get(subject)
-            earliest = min(e.sort_key for e in new_events)
-            usable = tuple(c for c in entry.checkpoints if c.key < earliest) if entry is not None else ()
+            usable: tuple[_Checkpoint, ...] = ()
+            if entry is not None and entry.checkpoints:
+                earliest = min(e.sort_key for e in new_events)
+                usable = tuple(c for c in entry.checkpoints if c.key < earliest)
             # In place: the state is either freshly parsed or the cache's own (dropped on rollback).
             state = advance(previous, new_events, in_place=True) if previous is not None else None
             if state is None and usable and previous is not None and not previous.meta_targets:
@@ -285,13 +287,12 @@ class ReadModelStore:
             if state is None:
                 everything = new_events if previous is None else load_events(conn, gen, subject)
                 resolution = resolve(everything)
-                checkpointed = None
-                if not resolution.meta_targets:
-                    checkpointed = _fold_checkpointed(SubjectState(subject=subject), resolution.facts, ())
-                if checkpointed is not None:
-                    state, usable = checkpointed
-                else:
+                if resolution.meta_targets:
                     state, usable = fold(subject, resolution), ()
+                else:
+                    keys = resolution.fact_keys or [e.sort_key for e in resolution.facts]
+                    state, usable = _fold_checkpointed(
+                        SubjectState(subject=subject), list(zip(keys, resolution.facts, strict=True)), ())
                 refolded.append(subject)
                 statistics.extend(_statistic_row(gen, e) for e in resolution.facts
                                   if isinstance(e, StatisticReported))
@@ -448,39 +449,38 @@ def _from_checkpoint(
             StoredEvent.occurred_at >= checkpoint.key[0],
         )
     ).scalars()
-    after = [event for event in map(parse_event_json, bodies) if event.sort_key > checkpoint.key]
+    after = sorted(((event.sort_key, event) for event in map(parse_event_json, bodies)), key=_first)
+    after = [(key, event) for key, event in after if key > checkpoint.key]
+    if any(is_meta(event) for _, event in after):
+        return None  # a retraction or correction can reach back before the checkpoint
     return _fold_checkpointed(state, after, kept)
 
 
 def _fold_checkpointed(
-    state: SubjectState, events: Sequence[Event], kept: tuple[_Checkpoint, ...]
-) -> tuple[SubjectState, tuple[_Checkpoint, ...]] | None:
-    """Advance `state` (in place) over events that all sort after it, taking checkpoints on the way.
+    state: SubjectState, keyed: list[tuple[SortKey, Event]], kept: tuple[_Checkpoint, ...]
+) -> tuple[SubjectState, tuple[_Checkpoint, ...]]:
+    """Fold (key, event) pairs in world order, all after `state` and none a retraction, taking checkpoints.
 
     Checkpoints are taken every CHECKPOINT_SPACING events counted back from the end, as
-    many as are kept, so the next late event finds one before it. None if an event
-    retracts or corrects another (`advance` refuses: such a subject re-folds in full).
+    many as are kept, so the next late event finds one before it.
     """
-    keyed = sorted(events, key=_sort_key)
     cuts = [len(keyed) - CHECKPOINT_SPACING * j for j in range(CHECKPOINTS_KEPT - 1, 0, -1)]
     taken: list[_Checkpoint] = []
     done = 0
     for cut in cuts:
         if cut <= done:
             continue
-        if advance(state, keyed[done:cut], in_place=True) is None:
-            return None
+        fold_sorted(state, keyed[done:cut])
         assert state.last_key is not None
         taken.append(_Checkpoint(state.last_key, state.event_count,
                                  zlib.compress(state.model_dump_json().encode(), 1)))
         done = cut
-    if advance(state, keyed[done:], in_place=True) is None:
-        return None
+    fold_sorted(state, keyed[done:])
     return state, (*kept, *taken)[-CHECKPOINTS_KEPT:]
 
 
-def _sort_key(event: Event) -> SortKey:
-    return event.sort_key
+def _first(pair: tuple[SortKey, Event]) -> SortKey:
+    return pair[0]
 
 
 def _next_checkpoints(state: SubjectState, kept: tuple[_Checkpoint, ...], snapshot: str) -> tuple[_Checkpoint, ...]:
