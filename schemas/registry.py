@@ -70,9 +70,10 @@ class Upcasters:
 
         return decorate
 
-    def __bool__(self) -> bool:
-        """Whether any step is registered (none: every version on the wire is current)."""
-        return bool(self._steps)
+    @property
+    def empty(self) -> bool:
+        """Whether no step is registered (then every version on the wire is current)."""
+        return not self._steps
 
     def upcast(self, raw: RawEvent) -> RawEvent:
         """Apply every step from the event's version to the newest one registered."""
@@ -128,7 +129,7 @@ def parse_event_json(raw: bytes | str, *, upcasters: Upcasters = UPCASTERS) -> E
     With no upcaster registered, pydantic parses the bytes itself, without building the
     intermediate dict (the projector decodes every record through here).
     """
-    if upcasters:
+    if not upcasters.empty:
         try:
             obj = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:

@@ -95,13 +95,16 @@ async def _rebuild(
         tps = sorted(consumer.assignment())
         await consumer.seek_to_beginning(*tps)
         pending: asyncio.Task[None] | None = None
-        end = {tp.partition: offset for tp, offset in (await consumer.end_offsets(tps)).items()}
+        async def end_offsets() -> dict[int, int]:
+            return {tp.partition: offset for tp, offset in (await consumer.end_offsets(tps)).items()}
+
+        end = await end_offsets()
         while True:
             done = {tp.partition: await consumer.position(tp) for tp in tps}
             if all(done[p] >= end[p] for p in end):
                 # Only at the end of what we knew: look again, and at the live worker's
                 # positions (read under the writer's lock, so never while batches flow).
-                end = {tp.partition: offset for tp, offset in (await consumer.end_offsets(tps)).items()}
+                end = await end_offsets()
                 live = await asyncio.to_thread(store.positions, topic)
                 end = {p: max(o, live.get(p, 0)) for p, o in end.items()}
             if all(done[p] >= end[p] for p in end):

@@ -166,7 +166,8 @@ def test_events_are_frozen() -> None:
         parsed.subject = "other"  # type: ignore[misc]
 
 
-def test_upcaster_lifts_an_old_version() -> None:
+def _v0_upcasters() -> Upcasters:
+    """An upcaster from a version 0 of AgreementSigned that called its parties `countries`."""
     upcasters = Upcasters()
 
     @upcasters.register("AgreementSigned", 0)
@@ -174,6 +175,12 @@ def test_upcaster_lifts_an_old_version() -> None:
         data = dict(raw["data"])
         data["parties"] = data.pop("countries")
         return {**raw, "data": data}
+
+    return upcasters
+
+
+def test_upcaster_lifts_an_old_version() -> None:
+    upcasters = _v0_upcasters()
 
     old = event("AgreementSigned", schema_version=0)
     old["data"]["countries"] = old["data"].pop("parties")
@@ -277,13 +284,7 @@ def test_not_json_is_told_apart() -> None:
 
 
 def test_records_of_an_old_version_are_upcast_on_the_way_out_of_kafka() -> None:
-    upcasters = Upcasters()
-
-    @upcasters.register("AgreementSigned", 0)
-    def upcast_agreement_signed_v0_v1(raw: dict[str, Any]) -> dict[str, Any]:
-        data = dict(raw["data"])
-        data["parties"] = data.pop("countries")
-        return {**raw, "data": data}
+    upcasters = _v0_upcasters()
 
     current = to_record(_recorded("AgreementSigned"), source="x")
     old = orjson.loads(current.value)

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
+from operator import itemgetter
 from typing import Any, cast
 from uuid import UUID
 
@@ -131,14 +132,12 @@ def active_generation(conn: Connection, *, lock: bool = False) -> int:
     return 1 if active is None else active
 
 
-def load_events(conn: Connection, generation: int, subject: str) -> list[Event]:
-    """Every stored event of a subject."""
-    bodies = conn.execute(
-        select(StoredEvent.body).where(
-            StoredEvent.generation == generation, StoredEvent.subject == subject
-        )
-    ).scalars()
-    return [parse_event_json(body) for body in bodies]
+def load_events(conn: Connection, generation: int, subject: str, *, since: datetime | None = None) -> list[Event]:
+    """Every stored event of a subject (those that occurred at or after `since`, when given)."""
+    query = select(StoredEvent.body).where(StoredEvent.generation == generation, StoredEvent.subject == subject)
+    if since is not None:
+        query = query.where(StoredEvent.occurred_at >= since)
+    return [parse_event_json(body) for body in conn.execute(query).scalars()]
 
 
 class ReadModelStore:
@@ -443,14 +442,9 @@ def _from_checkpoint(
     """Re-fold from the newest checkpoint with the stored events after it (None: a retraction among them)."""
     checkpoint = kept[-1]
     state = SubjectState.model_validate_json(zlib.decompress(checkpoint.state))
-    bodies = conn.execute(
-        select(StoredEvent.body).where(
-            StoredEvent.generation == gen, StoredEvent.subject == subject,
-            StoredEvent.occurred_at >= checkpoint.key[0],
-        )
-    ).scalars()
-    after = sorted(((event.sort_key, event) for event in map(parse_event_json, bodies)), key=_first)
-    after = [(key, event) for key, event in after if key > checkpoint.key]
+    later = load_events(conn, gen, subject, since=checkpoint.key[0])
+    after = sorted((pair for pair in ((event.sort_key, event) for event in later) if pair[0] > checkpoint.key),
+                   key=itemgetter(0))
     if any(is_meta(event) for _, event in after):
         return None  # a retraction or correction can reach back before the checkpoint
     return _fold_checkpointed(state, after, kept)
@@ -471,16 +465,16 @@ def _fold_checkpointed(
         if cut <= done:
             continue
         fold_sorted(state, keyed[done:cut])
-        assert state.last_key is not None
-        taken.append(_Checkpoint(state.last_key, state.event_count,
-                                 zlib.compress(state.model_dump_json().encode(), 1)))
+        taken.append(_checkpoint(state, state.model_dump_json()))
         done = cut
     fold_sorted(state, keyed[done:])
     return state, (*kept, *taken)[-CHECKPOINTS_KEPT:]
 
 
-def _first(pair: tuple[SortKey, Event]) -> SortKey:
-    return pair[0]
+def _checkpoint(state: SubjectState, snapshot: str) -> _Checkpoint:
+    """A checkpoint of `state`, given its JSON."""
+    assert state.last_key is not None
+    return _Checkpoint(state.last_key, state.event_count, zlib.compress(snapshot.encode(), 1))
 
 
 def _next_checkpoints(state: SubjectState, kept: tuple[_Checkpoint, ...], snapshot: str) -> tuple[_Checkpoint, ...]:
@@ -489,8 +483,7 @@ def _next_checkpoints(state: SubjectState, kept: tuple[_Checkpoint, ...], snapsh
         return ()  # retractions and corrections reach back anywhere: such subjects re-fold in full
     if kept and state.event_count - kept[-1].event_count < CHECKPOINT_SPACING:
         return kept
-    taken = _Checkpoint(state.last_key, state.event_count, zlib.compress(snapshot.encode(), 1))
-    return (*kept, taken)[-CHECKPOINTS_KEPT:]
+    return (*kept, _checkpoint(state, snapshot))[-CHECKPOINTS_KEPT:]
 
 
 def _clear(conn: Connection, where: Any) -> None:
