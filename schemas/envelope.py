@@ -10,12 +10,13 @@ from __future__ import annotations
 import re
 from datetime import UTC, date, datetime, time
 from functools import cache
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Final, Literal, TypeVar
 from urllib.parse import urlsplit
 from uuid import UUID
 
 import pycountry
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     ConfigDict,
@@ -27,31 +28,62 @@ from pydantic import (
 )
 
 _DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_LEAP_RE = re.compile(r"[T ]\d{2}:\d{2}:60", re.IGNORECASE)
 _MOMENT_HINT = "expected a date (YYYY-MM-DD) or an RFC 3339 time with an offset (2020-03-12T09:00:00Z)"
+
+MIN_INSTANT: Final = datetime(1000, 1, 1, tzinfo=UTC)
+"""The earliest instant the contract holds: every moment is at or after it, in UTC."""
+MAX_INSTANT: Final = datetime(8999, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC)
+"""The latest instant the contract holds (the end of 8999-12-31, UTC).
+
+About a thousand years inside Python's datetime range (years 1-9999) at both ends: converting
+any accepted time to UTC (offsets reach 23:59), a date's end of day, reminders and lead times
+never leave the range, and PostgreSQL (4713 BC - 294276 AD), SQLite's text timestamps,
+JavaScript dates and RFC 3339 all hold every instant in it.
+"""
+_RANGE_HINT = f"between {MIN_INSTANT.date()} and {MAX_INSTANT.date()} (UTC)"
+
+
+_M = TypeVar("_M", date, datetime)
+
+
+def check_instant(value: _M) -> _M:
+    """Refuse a date or aware time outside MIN_INSTANT..MAX_INSTANT (in UTC) or with a sub-minute offset."""
+    if isinstance(value, datetime):
+        offset = value.utcoffset()
+        if offset is None:
+            raise ValueError(f"time has no UTC offset; {_MOMENT_HINT}")
+        if offset.seconds % 60 or offset.microseconds:
+            raise ValueError(f"UTC offset {offset} is not a whole number of minutes (RFC 3339)")
+    # Test the year before converting: a time near year 1 or 9999 cannot even be converted to UTC.
+    if not MIN_INSTANT.year - 1 <= value.year <= MAX_INSTANT.year + 1 or not (
+        MIN_INSTANT <= instant(value) <= MAX_INSTANT
+    ):
+        raise ValueError(f"{value.isoformat()} is out of range: moments must fall {_RANGE_HINT}")
+    return value
 
 
 def parse_moment(value: Any) -> date | datetime:
-    """Parse a calendar date or an offset-aware RFC 3339 time."""
-    if isinstance(value, datetime):
-        if value.tzinfo is None:
-            raise ValueError(f"time has no UTC offset; {_MOMENT_HINT}")
-        return value
-    if isinstance(value, date):
-        return value
+    """Parse a calendar date or an offset-aware RFC 3339 time inside the representable range."""
+    if isinstance(value, date):  # a datetime too
+        return check_instant(value)
     if not isinstance(value, str):
         raise ValueError(_MOMENT_HINT)
     text = value.strip()
+    parsed: date | datetime
     try:
         if _DATE_RE.match(text):
-            return date.fromisoformat(text)
-        if "T" not in text.upper() and " " not in text:
+            parsed = date.fromisoformat(text)
+        elif "T" not in text.upper() and " " not in text:
             raise ValueError
-        parsed = datetime.fromisoformat(text)
+        else:
+            parsed = datetime.fromisoformat(text)
     except ValueError:
-        raise ValueError(f"{value!r} is not a valid date or time; {_MOMENT_HINT}") from None
-    if parsed.tzinfo is None:
+        leap = " (a leap second, :60, has no representation: use :59)" if _LEAP_RE.search(text) else ""
+        raise ValueError(f"{value!r} is not a valid date or time{leap}; {_MOMENT_HINT}") from None
+    if isinstance(parsed, datetime) and parsed.tzinfo is None:
         raise ValueError(f"{value!r} has no UTC offset; {_MOMENT_HINT}")
-    return parsed
+    return check_instant(parsed)
 
 
 def format_moment(value: date | datetime) -> str:
@@ -66,6 +98,13 @@ def instant(value: date | datetime) -> datetime:
     return datetime.combine(value, time.min, tzinfo=UTC)
 
 
+# formatMinimum/formatMaximum: the range, machine-readable (ajv-formats reads these keywords).
+_DATE_RANGE = {"formatMinimum": MIN_INSTANT.date().isoformat(), "formatMaximum": MAX_INSTANT.date().isoformat()}
+_TIME_RANGE = {
+    "formatMinimum": MIN_INSTANT.isoformat().replace("+00:00", "Z"),
+    "formatMaximum": MAX_INSTANT.isoformat().replace("+00:00", "Z"),
+}
+
 Moment = Annotated[
     date | datetime,
     PlainValidator(parse_moment),
@@ -73,14 +112,25 @@ Moment = Annotated[
     WithJsonSchema(
         {
             "anyOf": [
-                {"type": "string", "format": "date"},
-                {"type": "string", "format": "date-time"},
+                {"type": "string", "format": "date", **_DATE_RANGE},
+                {"type": "string", "format": "date-time", **_TIME_RANGE},
             ],
             "description": "A date (YYYY-MM-DD, meaning the start of that day, UTC) "
-            "or an RFC 3339 time with an offset.",
+            f"or an RFC 3339 time with an offset, {_RANGE_HINT}.",
         }
     ),
 ]
+
+
+Instant = Annotated[
+    AwareDatetime,
+    AfterValidator(check_instant),
+    WithJsonSchema(
+        {"type": "string", "format": "date-time", **_TIME_RANGE,
+         "description": f"An RFC 3339 time with an offset, {_RANGE_HINT}."}
+    ),
+]
+"""An offset-aware time inside the representable range (a Moment that must be a time)."""
 
 
 @cache
@@ -177,7 +227,7 @@ class Event(Frozen):
     schema_version: int = Field(default=1, ge=1, description="Version of this type's schema.")
     subject: Slug
     occurred_at: Moment = Field(description="When it happened in the world, not when we learned it.")
-    recorded_at: AwareDatetime | None = Field(
+    recorded_at: Instant | None = Field(
         default=None, description="When accordwatch recorded it; stamped by ingest."
     )
     sources: tuple[Source, ...] = Field(min_length=1, max_length=50)

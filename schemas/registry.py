@@ -148,9 +148,15 @@ def parse_event_json(raw: bytes | str, *, upcasters: Upcasters = UPCASTERS) -> E
 def describe(exc: ValidationError, *, index: int | None = None) -> list[FieldError]:
     """Turn pydantic's errors into one `FieldError` per problem, named by dotted path."""
     out: list[FieldError] = []
-    for err in exc.errors(include_url=False, include_input=False):
+    errors = exc.errors(include_url=False, include_input=False)
+    # A list with a bad item is also "too short" by the items left after validation: name the item only.
+    with_bad_items = {tuple(err["loc"][:i]) for err in errors for i, part in enumerate(err["loc"])
+                      if isinstance(part, int)}
+    for err in errors:
         loc = list(err["loc"])
         kind = err["type"]
+        if kind == "too_short" and tuple(loc) in with_bad_items:
+            continue
         ctx = err.get("ctx") or {}
         if kind == "union_tag_invalid":
             known = ", ".join(sorted(EVENT_TYPES))

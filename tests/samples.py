@@ -49,7 +49,7 @@ def event(event_type: str, **overrides: Any) -> dict[str, Any]:
         "type": event_type,
         "subject": subject,
         "occurred_at": "2019-09-20",
-        "sources": [SOURCE],
+        "sources": [deepcopy(SOURCE)],
         "confidence": "confirmed",
         "data": deepcopy(data),
     }

@@ -226,3 +226,14 @@ def test_metrics_count_rejections(client: TestClient) -> None:
     text = client.get("/metrics").text
     assert 'accordwatch_ingest_rejections_total{reason="bad_json"}' in text
     assert 'accordwatch_ingest_requests_total{route="/v1/events",status="400"}' in text
+
+
+def test_correction_to_an_unrepresentable_time_is_422_and_never_published(
+    client: TestClient, publisher: InMemoryPublisher
+) -> None:
+    doc = event("EventCorrected")
+    doc["data"]["changes"] = {"occurred_at": "0001-01-01T00:00:00+01:00"}
+    body = _problem(client.post("/v1/events", json=doc), 422)
+    assert [e["field"] for e in body["errors"]] == ["data.changes.occurred_at"]
+    assert "out of range" in body["errors"][0]["reason"]
+    assert publisher.records == []
