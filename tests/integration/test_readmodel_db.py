@@ -214,7 +214,8 @@ def test_bulk_insert_stores_what_sqlalchemy_would(database_url: str) -> None:
     On SQLite times are text compared as text, so the format must match to the character:
     offsets other than UTC, whole seconds and microseconds included.
     """
-    moments = ["2019-09-20", "2020-03-12T09:00:00-04:00", "2020-03-12T13:00:00.000001Z", "0999-01-02"]
+    moments = ["2019-09-20", "2020-03-12T09:00:00-04:00", "2020-03-12T13:00:00.000001Z", "1000-01-01",
+               "8999-12-31T23:59:59.999999+00:01"]
     docs = [event("AgreementSigned", subject=f"s-{i}", occurred_at=at) for i, at in enumerate(moments)]
     items = [
         Consumed("t", 0, i, parse_event({"id": str(uuid_utils.uuid7()), **doc,
