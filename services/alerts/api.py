@@ -35,8 +35,8 @@ from services.alerts.store import (
 from services.alerts.tables import Alert, Delivery, DeliveryAttempt, Subscription
 from services.platform.auth import Keyring, Principal, require
 from services.platform.db import make_engine
-from services.platform.http import RequestMetrics, add_metrics_endpoint
-from services.platform.problems import PROBLEM_RESPONSES, Problem, install_problem_handlers
+from services.platform.http import add_metrics_endpoint, install_edges
+from services.platform.problems import PROBLEM_RESPONSES, Problem
 
 Clock = Callable[[], datetime]
 Reader = Annotated[Principal, Depends(require("read"))]
@@ -390,10 +390,9 @@ def create_app(
     app.state.egress = policy
     app.state.sender = sender
     app.state.keyring = Keyring.from_settings(settings)
-    install_problem_handlers(app)
     app.include_router(router)
     add_metrics_endpoint(app)
-    app.add_middleware(RequestMetrics, counter=metrics.API_REQUESTS)
+    install_edges(app, counter=metrics.API_REQUESTS, max_body_bytes=settings.max_body_bytes)
     return app
 
 

@@ -28,6 +28,10 @@ class AlertsSettings(CommonSettings):
     )
     api_host: str = Field(default="127.0.0.1", validation_alias="ACCORDWATCH_ALERTS_HOST")
     api_port: int = Field(default=8082, validation_alias="ACCORDWATCH_ALERTS_PORT")
+    max_body_bytes: int = Field(
+        default=65_536, ge=1024, validation_alias="ACCORDWATCH_ALERTS_MAX_BODY_BYTES",
+        description="The largest request body the alerts API reads (413 above this, before the key is checked).",
+    )
     worker_metrics_port: int = Field(
         default=9182, validation_alias="ACCORDWATCH_ALERTS_METRICS_PORT",
         description="Port of the alerts worker's /metrics.",

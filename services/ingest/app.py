@@ -15,8 +15,7 @@ from services.ingest.publisher import KafkaPublisher, Publisher
 from services.ingest.routes import router
 from services.ingest.settings import IngestSettings
 from services.platform.auth import Keyring
-from services.platform.http import RequestMetrics, add_metrics_endpoint
-from services.platform.problems import install_problem_handlers
+from services.platform.http import add_metrics_endpoint, install_edges
 
 
 def create_app(settings: IngestSettings, publisher: Publisher | None = None) -> FastAPI:
@@ -26,6 +25,7 @@ def create_app(settings: IngestSettings, publisher: Publisher | None = None) -> 
         settings.events_topic,
         timeout_s=settings.produce_timeout_s,
         linger_ms=settings.linger_ms,
+        max_request_bytes=settings.kafka_max_request_bytes,
     )
 
     @asynccontextmanager
@@ -45,10 +45,9 @@ def create_app(settings: IngestSettings, publisher: Publisher | None = None) -> 
     app.state.settings = settings
     app.state.publisher = publisher
     app.state.keyring = Keyring.from_settings(settings)
-    install_problem_handlers(app)
     app.include_router(router)
     add_metrics_endpoint(app)
-    app.add_middleware(RequestMetrics, counter=REQUESTS)
+    install_edges(app, counter=REQUESTS, max_body_bytes=settings.max_body_bytes)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 

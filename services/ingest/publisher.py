@@ -11,12 +11,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaError, MessageSizeTooLargeError
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
 
 from schemas.cloudevents import KafkaRecord
 from services.ingest.metrics import PRODUCE_LATENCY
-from services.platform.kafka import make_producer
+from services.platform.kafka import MAX_REQUEST_BYTES, make_producer, record_bytes
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +33,16 @@ class KafkaUnavailable(Exception):
     """Kafka did not acknowledge in time; nothing may be answered 202."""
 
 
+class RecordTooLarge(Exception):
+    """Kafka refuses a record as too large: retrying cannot help, so it is the client's 413."""
+
+    def __init__(self, index: int, size: int | None, limit: int) -> None:
+        super().__init__(f"record {index} is {size if size is not None else 'too many'} bytes; Kafka takes {limit}")
+        self.index = index
+        self.size = size
+        self.limit = limit
+
+
 class Publisher(ABC):
     """Writes records durably; `publish` returns only once every record is acknowledged."""
 
@@ -46,7 +56,10 @@ class Publisher(ABC):
 
     @abstractmethod
     async def publish(self, records: Sequence[KafkaRecord]) -> list[Ack]:
-        """Write records in order; raise `KafkaUnavailable` unless all were acknowledged."""
+        """Write records in order; raise `KafkaUnavailable` unless all were acknowledged.
+
+        Raises `RecordTooLarge` before sending anything when a record is over the size Kafka takes.
+        """
 
     @abstractmethod
     async def ready(self) -> bool:
@@ -57,12 +70,14 @@ class KafkaPublisher(Publisher):
     """Publishes to the events topic with acks=all and the idempotent producer."""
 
     def __init__(
-        self, bootstrap_servers: str, topic: str, *, timeout_s: float, linger_ms: int
+        self, bootstrap_servers: str, topic: str, *, timeout_s: float, linger_ms: int,
+        max_request_bytes: int = MAX_REQUEST_BYTES,
     ) -> None:
         self._bootstrap = bootstrap_servers
         self._topic = topic
         self._timeout_s = timeout_s
         self._linger_ms = linger_ms
+        self._max_request_bytes = max_request_bytes
         self._producer: AIOKafkaProducer | None = None
         self._connecting: asyncio.Task[None] | None = None
 
@@ -80,6 +95,7 @@ class KafkaPublisher(Publisher):
                     client_id="accordwatch-ingest",
                     linger_ms=self._linger_ms,
                     request_timeout_ms=int(self._timeout_s * 1000),
+                    max_request_size=self._max_request_bytes,
                 )
                 try:
                     await producer.start()
@@ -102,6 +118,10 @@ class KafkaPublisher(Publisher):
         producer = self._producer
         if producer is None:
             raise KafkaUnavailable("not connected to Kafka yet")
+        for index, r in enumerate(records):  # all checked first: a refused request sends nothing
+            size = record_bytes(r.key, r.value, r.headers)
+            if size > self._max_request_bytes:
+                raise RecordTooLarge(index, size, self._max_request_bytes)
         started = time.perf_counter()
         try:
             async with asyncio.timeout(self._timeout_s):
@@ -110,6 +130,8 @@ class KafkaPublisher(Publisher):
                     for r in records
                 ]
                 metadata = await asyncio.gather(*pending)
+        except MessageSizeTooLargeError as exc:  # the broker's own limit is lower than ours
+            raise RecordTooLarge(0, None, self._max_request_bytes) from exc
         except (KafkaError, TimeoutError) as exc:
             raise KafkaUnavailable(f"Kafka did not acknowledge: {exc!r}") from exc
         PRODUCE_LATENCY.observe(time.perf_counter() - started)

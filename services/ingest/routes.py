@@ -12,14 +12,16 @@ import uuid_utils
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
-from schemas.cloudevents import to_record
+from schemas.cloudevents import KafkaRecord, to_record
 from schemas.envelope import Event
 from schemas.generate import SCHEMA_DIR
 from schemas.registry import EVENT_TYPES, FieldError, InvalidEvent, catalogue, parse_event
 from services.ingest.metrics import EVENTS_ACCEPTED, REJECTIONS
-from services.ingest.publisher import Ack, KafkaUnavailable, Publisher
+from services.ingest.publisher import Ack, KafkaUnavailable, Publisher, RecordTooLarge
 from services.ingest.settings import IngestSettings
 from services.platform.auth import Principal, require
+from services.platform.kafka import record_bytes
+from services.platform.limits import too_large
 from services.platform.problems import PROBLEM_RESPONSES, Problem
 
 router = APIRouter()
@@ -68,23 +70,40 @@ def _media_type(request: Request, allowed: frozenset[str]) -> str:
 async def _body(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise _too_large(limit)
+        raise _reject("too_large", too_large(limit))
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise _too_large(limit)
+            raise _reject("too_large", too_large(limit))
         chunks.append(chunk)
     return b"".join(chunks)
 
 
-def _too_large(limit: int) -> Problem:
+def _records(events: list[Event], principal: Principal) -> list[KafkaRecord]:
+    source = f"accordwatch/ingest/{principal.name}"
+    return [to_record(e, source=source) for e in events]
+
+
+def _oversized(records: list[KafkaRecord], limit: int) -> list[tuple[int, int]]:
+    """(index, size) of every record over the per-event limit."""
+    sizes = ((i, record_bytes(r.key, r.value, r.headers)) for i, r in enumerate(records))
+    return [(i, size) for i, size in sizes if size > limit]
+
+
+def _event_too_large(size: int, limit: int) -> Problem:
     return _reject(
         "too_large",
-        Problem(413, "Request body too large", f"the limit is {limit} bytes", kind="too-large",
-                limit_bytes=limit),
+        Problem(413, "Event too large", f"the event's record is {size} bytes; the limit is {limit}",
+                kind="too-large", limit_bytes=limit,
+                errors=[{"field": "body", "reason": f"{size} bytes; the limit is {limit}"}]),
     )
+
+
+def _size_errors(oversized: list[tuple[int, int]], indexes: list[int], limit: int) -> list[FieldError]:
+    return [FieldError("event", f"the event's record is {size} bytes; the limit is {limit}", indexes[i])
+            for i, size in oversized]
 
 
 def _bad_json(detail: str, errors: list[dict[str, Any]] | None = None) -> Problem:
@@ -118,11 +137,16 @@ def _stamp(events: list[Event], now: datetime) -> list[Event]:
     ]
 
 
-async def _publish(request: Request, events: list[Event], principal: Principal) -> list[Ack]:
-    source = f"accordwatch/ingest/{principal.name}"
-    records = [to_record(e, source=source) for e in events]
+async def _publish(request: Request, events: list[Event], records: list[KafkaRecord]) -> list[Ack]:
     try:
         acks = await _publisher(request).publish(records)
+    except RecordTooLarge as exc:
+        raise _reject(
+            "too_large",
+            Problem(413, "Event too large", f"Kafka refuses event {exc.index} as too large; nothing was accepted",
+                    kind="too-large", limit_bytes=exc.limit,
+                    errors=[{"index": exc.index, "field": "event", "reason": str(exc)}]),
+        ) from exc
     except KafkaUnavailable as exc:
         raise _reject(
             "kafka_unavailable",
@@ -160,7 +184,10 @@ async def post_event(request: Request, principal: Writer) -> Response:
     except InvalidEvent as exc:
         raise _invalid(exc.errors, batch=False) from None
     (stamped,) = _stamp([event], datetime.now(UTC))
-    (ack,) = await _publish(request, [stamped], principal)
+    records = _records([stamped], principal)
+    for _, size in _oversized(records, settings.max_event_bytes):
+        raise _event_too_large(size, settings.max_event_bytes)
+    (ack,) = await _publish(request, [stamped], records)
     return _json(
         {"id": str(stamped.id), "partition": ack.partition, "offset": ack.offset,
          "recorded_at": stamped.model_dump(mode="json")["recorded_at"]},
@@ -227,6 +254,7 @@ async def post_batch(request: Request, principal: Writer) -> Response:
     if not items:
         raise _invalid([FieldError("events", "the batch is empty")], batch=True)
     events: list[Event] = []
+    indexes: list[int] = []
     errors: list[FieldError] = []
     seen: dict[UUID, int] = {}
     for index, item in enumerate(items):
@@ -240,10 +268,14 @@ async def post_batch(request: Request, principal: Writer) -> Response:
                 errors.append(FieldError("id", f"the same id as event {seen[event.id]}", index))
             seen.setdefault(event.id, index)
         events.append(event)
-    if errors:
-        raise _invalid(errors, batch=True)
+        indexes.append(index)
     stamped = _stamp(events, datetime.now(UTC))
-    acks = await _publish(request, stamped, principal)
+    records = _records(stamped, principal)
+    errors.extend(_size_errors(_oversized(records, settings.max_event_bytes), indexes, settings.max_event_bytes))
+    if errors:
+        errors.sort(key=lambda e: e.index if e.index is not None else -1)
+        raise _invalid(errors, batch=True)
+    acks = await _publish(request, stamped, records)
     return _json(
         {
             "accepted": len(stamped),

@@ -1,4 +1,4 @@
-"""HTTP glue every FastAPI service shares: request metrics, /metrics, uvicorn defaults."""
+"""HTTP glue every FastAPI service shares: the edge middleware, /metrics, uvicorn defaults."""
 
 from __future__ import annotations
 
@@ -9,6 +9,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from services.platform.limits import BodyLimit
+from services.platform.problems import LastResort, install_problem_handlers
 
 
 class RequestMetrics:
@@ -39,11 +42,24 @@ class RequestMetrics:
 
 
 def add_metrics_endpoint(app: FastAPI) -> None:
-    """Serve the process's Prometheus registry at /metrics."""
+    """Serve the process's Prometheus registry at /metrics (collected on a worker thread, off the loop)."""
 
     @app.get("/metrics", include_in_schema=False)
-    async def metrics(_: Request) -> Response:
+    def metrics(_: Request) -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+
+def install_edges(app: FastAPI, *, counter: Counter, max_body_bytes: int) -> None:
+    """Problem+json for every error, the body limit and request metrics, in the order they must run.
+
+    Outermost first: metrics count every answer (413s and 500s included); the body limit
+    refuses an oversized body before routing, authentication or parsing; the last resort
+    turns anything unexpected into a problem+json 500.
+    """
+    install_problem_handlers(app)
+    app.add_middleware(LastResort)
+    app.add_middleware(BodyLimit, limit=max_body_bytes)
+    app.add_middleware(RequestMetrics, counter=counter)
 
 
 def uvicorn_options(log_level: str) -> dict[str, Any]:

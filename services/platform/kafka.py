@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from aiokafka import AIOKafkaProducer
+from aiokafka.record.default_records import DefaultRecordBatchBuilder
+
+MAX_REQUEST_BYTES = 1_048_576
+"""The producer's `max.request.size` (Kafka's default), and so the largest record it will send."""
 
 
 def make_producer(
@@ -12,6 +18,7 @@ def make_producer(
     linger_ms: int = 5,
     request_timeout_ms: int = 5_000,
     max_batch_size: int = 1_048_576,
+    max_request_size: int = MAX_REQUEST_BYTES,
 ) -> AIOKafkaProducer:
     """A durable producer: acks from every in-sync replica and idempotent retries."""
     return AIOKafkaProducer(
@@ -21,7 +28,14 @@ def make_producer(
         enable_idempotence=True,
         linger_ms=linger_ms,
         max_batch_size=max_batch_size,
+        max_request_size=max_request_size,
         request_timeout_ms=request_timeout_ms,
         retry_backoff_ms=100,
         metadata_max_age_ms=60_000,
     )
+
+
+def record_bytes(key: bytes | None, value: bytes | None, headers: Sequence[tuple[str, bytes]]) -> int:
+    """A record's size as the producer counts it against `max.request.size` (an upper bound)."""
+    size: int = DefaultRecordBatchBuilder.estimate_size_in_bytes(key, value, list(headers))
+    return size

@@ -19,8 +19,8 @@ from services.domain.fold import Annotation
 from services.domain.state import AgreementPart, CasePart, Deadline, SubjectState
 from services.platform.auth import Keyring, Principal, require
 from services.platform.db import make_engine
-from services.platform.http import RequestMetrics, add_metrics_endpoint
-from services.platform.problems import PROBLEM_RESPONSES, Problem, install_problem_handlers
+from services.platform.http import add_metrics_endpoint, install_edges
+from services.platform.problems import PROBLEM_RESPONSES, Problem
 from services.projector import gauges, metrics
 from services.projector.readmodel import queries
 from services.projector.readmodel.store import active_generation
@@ -499,10 +499,9 @@ def create_app(settings: ProjectorSettings, *, engine: Engine | None = None, clo
     app.state.engine = db
     app.state.clock = clock or (lambda: datetime.now(UTC))
     app.state.keyring = Keyring.from_settings(settings)
-    install_problem_handlers(app)
     app.include_router(router)
     add_metrics_endpoint(app)
-    app.add_middleware(RequestMetrics, counter=metrics.API_REQUESTS)
+    install_edges(app, counter=metrics.API_REQUESTS, max_body_bytes=settings.max_body_bytes)
     return app
 
 

@@ -19,6 +19,10 @@ class ProjectorSettings(CommonSettings):
     )
     api_host: str = Field(default="127.0.0.1", validation_alias="ACCORDWATCH_PROJECTOR_HOST")
     api_port: int = Field(default=8081, validation_alias="ACCORDWATCH_PROJECTOR_PORT")
+    max_body_bytes: int = Field(
+        default=16_384, ge=0, validation_alias="ACCORDWATCH_PROJECTOR_MAX_BODY_BYTES",
+        description="The largest request body the query API reads (it takes none; 413 above this).",
+    )
     worker_metrics_port: int = Field(
         default=9181, validation_alias="ACCORDWATCH_PROJECTOR_METRICS_PORT",
         description="Port of the projector worker's /metrics.",

@@ -16,7 +16,7 @@ import uuid_utils
 
 from schemas.cloudevents import from_record
 from services.platform.auth import hash_key, new_key
-from services.stack.broker import LocalBroker, default_topics, ensure_topics, free_port
+from services.stack.broker import LocalBroker, TopicSpec, default_topics, ensure_topics, free_port
 from tests.conftest import Broker, RunningStack, make_stack, read_topic
 from tests.samples import event
 
@@ -193,3 +193,37 @@ class _OutageStack:
             by_id.setdefault(body["id"], set()).add(body["summary"])
         assert all(len(summaries) == 1 for summaries in by_id.values()), "a repeat only with the same id"
         assert sum(1 for b in bodies if b["summary"].startswith("before")) == 5
+
+
+def test_the_1_048_561_byte_event_is_413_and_nothing_lands(kafka: Broker, ingest: RunningStack) -> None:
+    """Regression: it passed the 1 MiB body limit, Kafka refused its record, and the answer was 503 "retry"."""
+    before = len(kafka.read_all(ingest.events_topic))
+    doc = event("AgreementSigned", summary="")
+    doc["summary"] = "x" * (1_048_561 - len(orjson.dumps(doc)))
+    body = orjson.dumps(doc)
+    assert len(body) == 1_048_561
+    response = ingest.ingest.post("/v1/events", content=body, headers={"content-type": "application/json"})
+    assert response.status_code == 413, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    batch = ingest.ingest.post("/v1/events/batch", json={"events": [event("NegotiationReported"), doc]})
+    assert batch.status_code in (413, 422), batch.text
+    assert len(kafka.read_all(ingest.events_topic)) == before
+
+
+def test_a_record_the_broker_refuses_as_too_large_is_413_not_503(kafka: Broker, tmp_path: Path) -> None:
+    """A topic whose max.message.bytes is below ingest's per-event limit: the broker's refusal is the client's 413."""
+    topic = f"small.{uuid_utils.uuid7().hex[:10]}"
+    asyncio.run(ensure_topics(kafka.bootstrap, [TopicSpec(topic, 1, {"retention.ms": "-1",
+                                                                      "max.message.bytes": "16384"})]))
+    running = make_stack(kafka, tmp_path, services=("ingest",), topic=topic)
+    try:
+        doc = event("AgreementSigned", summary="s" * 4000)
+        doc["data"]["conditions"] = ["c" * 2000] * 8
+        response = running.ingest.post("/v1/events", json=doc)
+        assert response.status_code == 413, response.text
+        assert response.json()["title"] == "Event too large"
+        assert running.ingest.post("/v1/events", json=event("NegotiationReported")).status_code == 202
+        records = kafka.read_all(topic, expect=1)
+        assert [orjson.loads(r.value)["type"] for r in records] == ["NegotiationReported"]
+    finally:
+        running.close()

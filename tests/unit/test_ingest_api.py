@@ -152,6 +152,41 @@ def test_body_too_large_is_413(client: TestClient, publisher: InMemoryPublisher)
     assert publisher.records == []
 
 
+def test_an_event_whose_record_passes_the_limit_is_413_not_503(client: TestClient, publisher: InMemoryPublisher) -> None:
+    """The body fits the 4,096-byte limit; with its id, recorded_at and CloudEvents headers the record does not."""
+    doc = event("AgreementSigned", summary="x" * 3350)
+    assert len(orjson.dumps(doc)) < 4096
+    body = _problem(client.post("/v1/events", json=doc), 413)
+    assert body["title"] == "Event too large"
+    assert body["limit_bytes"] == 4096
+    assert publisher.records == []
+
+
+def test_an_oversized_event_inside_a_batch_is_named_and_nothing_is_published(
+    client: TestClient, publisher: InMemoryPublisher
+) -> None:
+    docs = [event("NegotiationReported"), event("AgreementSigned", summary="x" * 3900), event("NegotiationReported")]
+    body = _problem(client.post("/v1/events/batch", json={"events": docs}), 422)
+    assert body["invalid_indexes"] == [1]
+    assert body["errors"][0]["field"] == "event"
+    assert "the limit is 4096" in body["errors"][0]["reason"]
+    assert publisher.records == []
+
+
+def test_a_record_kafka_refuses_as_too_large_is_413_not_503(tmp_path: Path) -> None:
+    """Regression: Kafka's size refusal was answered 503 "retry", so clients retried forever."""
+    publisher = InMemoryPublisher(max_record_bytes=1500)
+    settings = IngestSettings(dev_key=WRITE_KEY, max_event_bytes=4096)
+    with TestClient(create_app(settings, publisher)) as c:
+        response = c.post("/v1/events/batch", json={"events": [event("NegotiationReported"),
+                                                                event("AgreementSigned", summary="x" * 2000)]},
+                          headers={"Authorization": f"Bearer {WRITE_KEY}"})
+    body = _problem(response, 413)
+    assert body["errors"][0]["index"] == 1
+    assert "retry" not in body["detail"]
+    assert publisher.records == []
+
+
 def test_kafka_down_is_503_with_retry_after_and_ids(client: TestClient, publisher: InMemoryPublisher) -> None:
     publisher.available = False
     response = client.post("/v1/events", json=event("AgreementSigned", id="0190f5c2-5a4e-7d3c-8a8b-1b2c3d4e5f61"))
