@@ -1,11 +1,14 @@
 # The two commands of the README, plus the ones developers use every day.
-.PHONY: setup setup-test run test lint bench clean
+.PHONY: setup setup-test setup-bench run test lint bench clean
 
 setup:
 	bash scripts/setup.sh
 
 setup-test:
 	bash scripts/setup.sh --test
+
+setup-bench:
+	bash scripts/setup.sh --bench
 
 ## Run the whole local stack and load the example timeline; Ctrl-C stops it.
 run: setup
@@ -19,7 +22,7 @@ lint: setup-test
 	.venv/bin/ruff check .
 	.venv/bin/mypy schemas services tests bench
 
-bench: setup-test
+bench: setup-bench
 	.venv/bin/python bench/ingest.py
 	.venv/bin/python bench/projector.py
 	.venv/bin/python bench/alerts.py

@@ -7,15 +7,17 @@ so any Kafka client can read the topic without this project's code.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 from schemas.envelope import Event, instant
 from schemas.registry import UPCASTERS, InvalidEvent, NotJSON, Upcasters, parse_event_json
 
 SPEC_VERSION: Final = "1.0"
 CONTENT_TYPE: Final = "application/json"
+_SPEC_VERSION: Final = SPEC_VERSION.encode()
+_CONTENT_TYPE: Final = CONTENT_TYPE.encode()
 
 Headers = Sequence[tuple[str, bytes]]
 
@@ -45,24 +47,41 @@ def dataschema(event: Event) -> str:
 
 def to_record(event: Event, *, source: str) -> KafkaRecord:
     """Map a recorded event (id and recorded_at set) to a binary-mode CloudEvents record."""
-    if event.id is None or event.recorded_at is None:
-        raise ValueError("only a recorded event (with id and recorded_at) goes onto the topic")
-    headers = [
-        ("ce_specversion", SPEC_VERSION.encode()),
-        ("ce_id", str(event.id).encode()),
-        ("ce_type", event.type.encode()),
-        ("ce_source", source.encode()),
-        ("ce_subject", event.subject.encode()),
-        ("ce_time", instant(event.occurred_at).isoformat().encode()),
-        ("ce_dataschema", dataschema(event).encode()),
-        ("ce_recordedat", event.recorded_at.isoformat().encode()),
-        ("content-type", CONTENT_TYPE.encode()),
-    ]
-    return KafkaRecord(
-        key=event.subject.encode(),
-        value=event.model_dump_json(exclude_none=True).encode(),
-        headers=headers,
-    )
+    (record,) = to_records([event], source=source)
+    return record
+
+
+def to_records(events: Sequence[Event], *, source: str) -> list[KafkaRecord]:
+    """`to_record` for many events: header values they share are encoded once."""
+    shared_source = source.encode()
+    encoded: dict[Any, bytes] = {}  # recorded_at, occurred_at, type and version -> their header bytes
+
+    def once(key: Any, make: Callable[[], str]) -> bytes:
+        found = encoded.get(key)
+        if found is None:
+            found = encoded[key] = make().encode()
+        return found
+
+    records = []
+    for event in events:
+        if event.id is None or event.recorded_at is None:
+            raise ValueError("only a recorded event (with id and recorded_at) goes onto the topic")
+        occurred, recorded = event.occurred_at, event.recorded_at
+        subject = event.subject.encode()
+        headers = [
+            ("ce_specversion", _SPEC_VERSION),
+            ("ce_id", str(event.id).encode()),
+            ("ce_type", once(event.type, event.type.__str__)),
+            ("ce_source", shared_source),
+            ("ce_subject", subject),
+            ("ce_time", once(("time", occurred), lambda: instant(occurred).isoformat())),  # noqa: B023
+            ("ce_dataschema", once((event.type, event.schema_version), lambda: dataschema(event))),  # noqa: B023
+            ("ce_recordedat", once(("recorded", recorded), recorded.isoformat)),
+            ("content-type", _CONTENT_TYPE),
+        ]
+        value = type(event).__pydantic_serializer__.to_json(event, exclude_none=True)
+        records.append(KafkaRecord(key=subject, value=value, headers=headers))
+    return records
 
 
 def from_record(

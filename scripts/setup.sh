@@ -8,7 +8,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 MODE=run
+BENCH=0
 [[ "${1:-}" == "--test" ]] && MODE=test
+# --bench: everything --test installs, plus the load generator the benchmarks drive HTTP with.
+[[ "${1:-}" == "--bench" ]] && { MODE=test; BENCH=1; }
 VENV=.venv
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 
@@ -48,6 +51,9 @@ command -v mvn >/dev/null || missing+=(maven)
 if [[ $MODE == test ]]; then
   compgen -G '/usr/lib/postgresql/*/bin/pg_ctl' >/dev/null || missing+=(postgresql)
   command -v prometheus >/dev/null || missing+=(prometheus)
+fi
+if [[ $BENCH == 1 ]]; then
+  command -v wrk >/dev/null || missing+=(wrk)
 fi
 if (( ${#missing[@]} )); then
   say "installing from Debian: ${missing[*]}"

@@ -9,9 +9,11 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError, MessageSizeTooLargeError
+from aiokafka.partitioner import DefaultPartitioner
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
 
 from schemas.cloudevents import KafkaRecord
@@ -19,6 +21,10 @@ from services.ingest.metrics import PRODUCE_LATENCY
 from services.platform.kafka import MAX_REQUEST_BYTES, make_producer, record_bytes
 
 log = logging.getLogger(__name__)
+
+SEND_AS_BATCHES = 16
+"""From this many records on, a request's records go to Kafka as whole batches, one per partition."""
+_PARTITIONER = DefaultPartitioner()
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,17 +131,57 @@ class KafkaPublisher(Publisher):
         started = time.perf_counter()
         try:
             async with asyncio.timeout(self._timeout_s):
-                pending = [
-                    await producer.send(self._topic, r.value, key=r.key, headers=r.headers)
-                    for r in records
-                ]
-                metadata = await asyncio.gather(*pending)
+                if len(records) >= SEND_AS_BATCHES:
+                    acks = await self._send_batches(producer, records)
+                else:
+                    pending = [
+                        await producer.send(self._topic, r.value, key=r.key, headers=r.headers)
+                        for r in records
+                    ]
+                    # Awaited one after another: by the time the first is acknowledged most of
+                    # the others are too, and gather's callback per future cost more.
+                    acks = [Ack(m.partition, m.offset) for m in [await future for future in pending]]
         except MessageSizeTooLargeError as exc:  # the broker's own limit is lower than ours
             raise RecordTooLarge(0, None, self._max_request_bytes) from exc
         except (KafkaError, TimeoutError) as exc:
             raise KafkaUnavailable(f"Kafka did not acknowledge: {exc!r}") from exc
         PRODUCE_LATENCY.observe(time.perf_counter() - started)
-        return [Ack(m.partition, m.offset) for m in metadata]
+        return acks
+
+    async def _send_batches(self, producer: AIOKafkaProducer, records: Sequence[KafkaRecord]) -> list[Ack]:
+        """Fill one record batch per partition and hand each to the producer whole.
+
+        The partition of each key is the one `send` would choose (the same partitioner over
+        the same sorted partitions); a record's offset is its batch's base offset plus its
+        place in the batch. `send` per record spent more CPU than validating the record.
+        """
+        topic = self._topic
+        partitions = sorted(await producer.partitions_for(topic))
+        of_key: dict[bytes, int] = {}
+        by_partition: dict[int, list[int]] = {}
+        for index, record in enumerate(records):
+            partition = of_key.get(record.key)
+            if partition is None:
+                partition = of_key[record.key] = _PARTITIONER(record.key, partitions, partitions)
+            by_partition.setdefault(partition, []).append(index)
+        sent: list[tuple[int, list[int], asyncio.Future[Any]]] = []
+        for partition, indexes in by_partition.items():
+            batch, members = producer.create_batch(), list[int]()
+            for index in indexes:
+                r = records[index]
+                if batch.append(key=r.key, value=r.value, timestamp=None, headers=r.headers) is None:
+                    sent.append((partition, members, await producer.send_batch(batch, topic, partition=partition)))
+                    batch, members = producer.create_batch(), list[int]()
+                    if batch.append(key=r.key, value=r.value, timestamp=None, headers=r.headers) is None:
+                        raise MessageSizeTooLargeError(f"a record of {len(r.value)} bytes does not fit in a batch")
+                members.append(index)
+            sent.append((partition, members, await producer.send_batch(batch, topic, partition=partition)))
+        acks: list[Ack | None] = [None] * len(records)
+        for partition, members, future in sent:
+            base = (await future).offset
+            for place, index in enumerate(members):
+                acks[index] = Ack(partition, base + place)
+        return [ack for ack in acks if ack is not None]
 
     async def ready(self) -> bool:
         producer = self._producer

@@ -88,26 +88,31 @@ def _unauthorized(detail: str) -> Problem:
     )
 
 
+def authorize(request: Request, scope: Scope) -> Principal:
+    """The principal of a request's bearer key, if the key is known and has `scope` (else 401/403)."""
+    header = request.headers.get("authorization")
+    if not header:
+        raise _unauthorized("send an API key: Authorization: Bearer <key>")
+    kind, _, token = header.partition(" ")
+    if kind.lower() != "bearer" or not token.strip():
+        raise _unauthorized("the Authorization header must be 'Bearer <key>'")
+    keyring: Keyring = request.app.state.keyring
+    principal = keyring.authenticate(token.strip())
+    if principal is None:
+        raise _unauthorized("unknown API key")
+    if scope not in principal.scopes:
+        raise Problem(
+            403, "Forbidden", f"the key {principal.name!r} lacks the scope {scope!r}",
+            kind="forbidden", required_scope=scope,
+        )
+    request.state.principal = principal
+    return principal
+
+
 def require(scope: Scope) -> Callable[[Request], Awaitable[Principal]]:
-    """A FastAPI dependency: the request carries a known key with `scope`."""
+    """A FastAPI dependency: the request carries a known key with `scope` (see `authorize`)."""
 
     async def dependency(request: Request) -> Principal:
-        header = request.headers.get("authorization")
-        if not header:
-            raise _unauthorized("send an API key: Authorization: Bearer <key>")
-        kind, _, token = header.partition(" ")
-        if kind.lower() != "bearer" or not token.strip():
-            raise _unauthorized("the Authorization header must be 'Bearer <key>'")
-        keyring: Keyring = request.app.state.keyring
-        principal = keyring.authenticate(token.strip())
-        if principal is None:
-            raise _unauthorized("unknown API key")
-        if scope not in principal.scopes:
-            raise Problem(
-                403, "Forbidden", f"the key {principal.name!r} lacks the scope {scope!r}",
-                kind="forbidden", required_scope=scope,
-            )
-        request.state.principal = principal
-        return principal
+        return authorize(request, scope)
 
     return dependency

@@ -13,6 +13,7 @@ import httpx
 import orjson
 import pytest
 import uuid_utils
+from aiokafka.partitioner import DefaultPartitioner
 
 from schemas.cloudevents import from_record
 from services.platform.auth import hash_key, new_key
@@ -81,6 +82,24 @@ def test_batch_lands_in_order_per_subject(kafka: Broker, ingest: RunningStack) -
         on_topic = sorted((r for r in records if r.key == subject.encode()), key=lambda r: r.offset)
         assert len({r.partition for r in on_topic}) == 1, "one subject, one partition"
         assert [orjson.loads(r.value)["summary"] for r in on_topic] == [f"{subject} #{n}" for n in range(25)]
+
+
+def test_batch_acks_name_where_each_record_landed(kafka: Broker, ingest: RunningStack) -> None:
+    """Batches go to Kafka as one record batch per partition: each ack is its own record's
+    partition and offset, and a subject lands on the partition a plain `send` would choose."""
+    subjects = [f"acks-{i}" for i in range(12)]
+    docs = [event("NegotiationReported", subject=s, summary=f"{s} #{n}") for n in range(30) for s in subjects]
+    acks = ingest.post(*docs)
+    by_id = {a["id"]: a for a in acks}
+    records = [r for r in kafka.read_all(ingest.events_topic) if dict(r.headers)["ce_id"].decode() in by_id]
+    assert len(records) == len(docs)
+    count = 6  # make_stack's events topic: kafka.topic()'s default
+    assert {r.partition for r in records} <= set(range(count))
+    for record in records:
+        ack = by_id[dict(record.headers)["ce_id"].decode()]
+        assert (record.partition, record.offset) == (ack["partition"], ack["offset"])
+        assert orjson.loads(record.value)["id"] == ack["id"]
+        assert record.partition == DefaultPartitioner()(record.key, list(range(count)), list(range(count)))
 
 
 def test_bad_batch_leaves_the_topic_untouched(kafka: Broker, ingest: RunningStack) -> None:
