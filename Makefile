@@ -26,6 +26,7 @@ bench: setup-bench
 	.venv/bin/python bench/ingest.py
 	.venv/bin/python bench/projector.py
 	.venv/bin/python bench/alerts.py
+	.venv/bin/python bench/cluster.py
 
 clean:
 	rm -rf .local

@@ -88,29 +88,40 @@ def _unreachable(base: str, exc: Exception) -> typer.Exit:
 @app.command()
 def run(
     examples: Annotated[bool, typer.Option(help="Load examples/ once into a fresh broker.")] = True,
+    brokers: Annotated[int, typer.Option(
+        help="1, or 3 for a local three-node KRaft cluster (replication 3, min in-sync 2; its state in "
+             "$ACCORDWATCH_HOME/cluster).")] = 1,
     exit_after_load: Annotated[bool, typer.Option(hidden=True, help="Stop once examples are projected.")] = False,
 ) -> None:
     """Run the whole local stack (Kafka broker, ingest, projector, alerts) until Ctrl-C."""
     from services.stack.local import LocalStack, Ports
 
+    if brokers not in (1, 3):
+        raise typer.BadParameter("1 or 3", param_hint="--brokers")
     data = home()
     data.mkdir(parents=True, exist_ok=True)
     key = os.environ.get("ACCORDWATCH_DEV_KEY") or _dev_key(data)
+    # The cluster's read model and logs live apart from the one-broker stack's: the positions a
+    # read model stores belong to the topic it was built from.
+    state = data if brokers == 1 else data / "cluster"
+    state.mkdir(exist_ok=True)
     stack = LocalStack(
-        home=data,
+        home=state,
         ports=Ports.from_env(),
         dev_key=key,
         database_url=os.environ.get("ACCORDWATCH_DATABASE_URL") or os.environ.get("DATABASE_URL"),
+        brokers=brokers,
     )
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     try:
-        with console.status("starting the Kafka broker (first run assembles it from Maven Central)"):
+        what = "the Kafka broker" if brokers == 1 else f"a {brokers}-node Kafka cluster"
+        with console.status(f"starting {what} (first run assembles it from Maven Central)"):
             stack.start_broker()
         with console.status("starting ingest, the projector and alerts"):
             stack.start()
-        marker = data / "kafka" / "examples-loaded"
+        marker = stack.kafka_dir / "examples-loaded"
         if examples and not marker.exists():
             with _client(stack.urls["ingest"]) as client:
                 accepted = _post_lines(client, list(_read_lines(EXAMPLES)), show=False)
@@ -158,7 +169,7 @@ def _print_stack(stack: Any, key: str) -> None:
     table = Table(title="accordwatch is running", show_header=True)
     table.add_column("what")
     table.add_column("where")
-    table.add_row("Kafka", stack.bootstrap)
+    table.add_row("Kafka" if stack.brokers == 1 else f"Kafka ({stack.brokers} nodes)", stack.bootstrap)
     table.add_row("ingest", f"{stack.urls['ingest']}  (POST /v1/events, /docs)")
     table.add_row("query API", f"{stack.urls['projector']}  (GET /v1/agreements, /docs)")
     table.add_row("projector worker metrics", f"{stack.urls['projector-worker']}/metrics")

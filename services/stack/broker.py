@@ -2,8 +2,10 @@
 
 `assemble()` resolves the jars with Maven (cached in ~/.m2 and stamped, so a second run
 is instant); `LocalBroker` formats a data folder once, starts `java kafka.Kafka` on
-configurable ports, waits until a metadata request succeeds, and stops or kills it.
-`ensure_topics()` creates the topics explicitly (no auto-creation anywhere).
+configurable ports, waits until a metadata request succeeds, and stops or kills it. It is
+one combined broker+controller node: alone (`make run`), or one of the static voters of a
+`LocalCluster` (services/stack/cluster.py). `ensure_topics()` creates the topics
+explicitly (no auto-creation anywhere), replicated as `Replication.for_brokers` says.
 """
 
 from __future__ import annotations
@@ -46,6 +48,11 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def new_cluster_id() -> str:
+    """A KRaft cluster id: 22 characters of the URL-safe base64 alphabet (what StorageTool accepts)."""
+    return uuid.uuid4().hex[:22]
+
+
 def assemble(libs: Path = DEFAULT_LIBS, *, quiet: bool = True) -> Path:
     """Copy the broker's runtime jars into `libs` once per pom.xml content."""
     digest = hashlib.sha256(POM.read_bytes()).hexdigest()
@@ -76,18 +83,43 @@ def assemble(libs: Path = DEFAULT_LIBS, *, quiet: bool = True) -> Path:
 
 
 @dataclass(frozen=True)
+class Replication:
+    """How many copies of each partition, and how many must hold a write before it is acknowledged."""
+
+    factor: int = 1
+    min_insync: int = 1
+
+    @classmethod
+    def for_brokers(cls, brokers: int) -> Replication:
+        """Three copies, two in sync (one broker may be lost without refusing writes) on three or
+        more brokers; one and one on a single broker."""
+        if brokers >= 3:
+            return cls(3, 2)
+        return cls(brokers, 1)
+
+    def topic_config(self) -> dict[str, str]:
+        return {"min.insync.replicas": str(self.min_insync)}
+
+
+@dataclass(frozen=True)
 class TopicSpec:
     name: str
     partitions: int
     config: dict[str, str] = field(default_factory=dict)
+    replication: int = 1
 
 
 def default_topics(
-    events_topic: str = EVENTS_TOPIC, dlq_topic: str = DLQ_TOPIC, partitions: int = 6
+    events_topic: str = EVENTS_TOPIC, dlq_topic: str = DLQ_TOPIC, partitions: int = 6, *, brokers: int = 1
 ) -> list[TopicSpec]:
-    """The topics accordwatch needs: the event log (kept forever, never compacted) and its DLQ."""
-    keep = {"retention.ms": "-1", "cleanup.policy": "delete"}
-    return [TopicSpec(events_topic, partitions, keep), TopicSpec(dlq_topic, 1, keep)]
+    """The topics accordwatch needs: the event log (kept forever, never compacted) and its DLQ,
+    replicated for the number of brokers."""
+    replication = Replication.for_brokers(brokers)
+    keep = {"retention.ms": "-1", "cleanup.policy": "delete", **replication.topic_config()}
+    return [
+        TopicSpec(events_topic, partitions, keep, replication.factor),
+        TopicSpec(dlq_topic, 1, keep, replication.factor),
+    ]
 
 
 async def ensure_topics(bootstrap: str, topics: Iterable[TopicSpec], *, timeout: float = 30.0) -> list[str]:
@@ -102,7 +134,7 @@ async def ensure_topics(bootstrap: str, topics: Iterable[TopicSpec], *, timeout:
                 return []
             with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics(
-                    [NewTopic(t.name, t.partitions, 1, topic_configs=dict(t.config)) for t in wanted]
+                    [NewTopic(t.name, t.partitions, t.replication, topic_configs=dict(t.config)) for t in wanted]
                 )
             # Wait until the metadata shows every topic, so producers never race creation.
             while not {t.name for t in wanted} <= set(await admin.list_topics()):
@@ -113,7 +145,12 @@ async def ensure_topics(bootstrap: str, topics: Iterable[TopicSpec], *, timeout:
 
 
 class LocalBroker:
-    """One KRaft node (broker + controller) with its data in `data_dir`."""
+    """One KRaft node (broker + controller) with its data in `data_dir`.
+
+    Alone it is its own quorum and its own cluster; as one node of a cluster it is given
+    its `node_id`, the static `voters` (`1@host:port,2@...`), the shared `cluster_id` it is
+    formatted with, and the cluster's `replication` for the internal topics.
+    """
 
     def __init__(
         self,
@@ -123,12 +160,20 @@ class LocalBroker:
         controller_port: int = 9093,
         libs: Path = DEFAULT_LIBS,
         host: str = "127.0.0.1",
+        node_id: int = 1,
+        voters: str | None = None,
+        cluster_id: str | None = None,
+        replication: Replication = Replication(),
     ) -> None:
         self.data_dir = data_dir
         self.port = port
         self.controller_port = controller_port
         self.libs = libs
         self.host = host
+        self.node_id = node_id
+        self.voters = voters or f"{node_id}@{host}:{controller_port}"
+        self.cluster_id = cluster_id
+        self.replication = replication
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -143,12 +188,14 @@ class LocalBroker:
     def properties(self) -> Path:
         return self.data_dir / "server.properties"
 
-    def _write_properties(self) -> None:
+    def config(self) -> dict[str, str]:
+        """The node's server.properties, as a mapping."""
         h = self.host
-        lines = {
+        copies, in_sync = str(self.replication.factor), str(self.replication.min_insync)
+        return {
             "process.roles": "broker,controller",
-            "node.id": "1",
-            "controller.quorum.voters": f"1@{h}:{self.controller_port}",
+            "node.id": str(self.node_id),
+            "controller.quorum.voters": self.voters,
             "listeners": f"PLAINTEXT://{h}:{self.port},CONTROLLER://{h}:{self.controller_port}",
             "advertised.listeners": f"PLAINTEXT://{h}:{self.port},CONTROLLER://{h}:{self.controller_port}",
             "controller.listener.names": "CONTROLLER",
@@ -157,20 +204,24 @@ class LocalBroker:
             "log.dirs": str(self.data_dir / "logs"),
             "num.partitions": "1",
             "auto.create.topics.enable": "false",
-            "offsets.topic.replication.factor": "1",
+            "offsets.topic.replication.factor": copies,
             "offsets.topic.num.partitions": "6",
-            "transaction.state.log.replication.factor": "1",
-            "transaction.state.log.min.isr": "1",
-            "share.coordinator.state.topic.replication.factor": "1",
-            "share.coordinator.state.topic.min.isr": "1",
-            "min.insync.replicas": "1",
+            "transaction.state.log.replication.factor": copies,
+            "transaction.state.log.min.isr": in_sync,
+            "share.coordinator.state.topic.replication.factor": copies,
+            "share.coordinator.state.topic.min.isr": in_sync,
+            "default.replication.factor": copies,
+            "min.insync.replicas": in_sync,
             "group.initial.rebalance.delay.ms": "0",
             "log.cleaner.dedupe.buffer.size": "33554432",
             "log.flush.interval.messages": "9223372036854775807",
         }
-        self.properties.write_text("".join(f"{k}={v}\n" for k, v in lines.items()))
 
-    def _java(self, main: str, *args: str) -> list[str]:
+    def _write_properties(self) -> None:
+        self.properties.write_text("".join(f"{k}={v}\n" for k, v in self.config().items()))
+
+    def java_command(self, main: str, *args: str) -> list[str]:
+        """`java` with the broker's JVM options and jars, running `main` (a broker or one of Kafka's tools)."""
         return [
             "java",
             *JVM_OPTS,
@@ -187,10 +238,10 @@ class LocalBroker:
         self._write_properties()
         cluster_file = self.data_dir / "cluster-id"
         if not cluster_file.exists():
-            cluster_file.write_text(uuid.uuid4().hex[:22])
+            cluster_file.write_text(self.cluster_id or new_cluster_id())
         if (self.data_dir / "logs" / "meta.properties").exists():
             return
-        cmd = self._java(
+        cmd = self.java_command(
             "kafka.tools.StorageTool",
             "format",
             "-t",
@@ -210,7 +261,7 @@ class LocalBroker:
         self.format()
         with self.log_path.open("ab") as out:
             self.proc = subprocess.Popen(
-                self._java("kafka.Kafka", str(self.properties)),
+                self.java_command("kafka.Kafka", str(self.properties)),
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
@@ -254,6 +305,12 @@ class LocalBroker:
     def kill(self) -> None:
         """SIGKILL: a crash, for failure tests."""
         self._stop(signal.SIGKILL, 10.0)
+
+    def signal_stop(self) -> None:
+        """Begin a controlled shutdown (SIGTERM) without waiting for it; `stop()` waits."""
+        if self.proc is not None and self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGTERM)
 
     def _stop(self, sig: signal.Signals, timeout: float) -> None:
         if self.proc is None or self.proc.poll() is not None:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from services.stack.broker import LocalBroker, assemble, default_topics, ensure_topics, free_port
+from services.stack.cluster import LocalCluster
 from services.stack.processes import ServiceProcess
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -25,6 +26,10 @@ class Ports:
 
     kafka: int = 9092  # ACCORDWATCH_KAFKA_PORT, and so on for each
     controller: int = 9093
+    kafka_2: int = 9094  # nodes 2 and 3 of `accordwatch run --brokers 3`
+    controller_2: int = 9095
+    kafka_3: int = 9096
+    controller_3: int = 9097
     ingest: int = 8080
     projector: int = 8081
     projector_metrics: int = 9181
@@ -45,23 +50,36 @@ class Ports:
                 values[name] = int(raw)
         return cls(**values)
 
+    def kafka_nodes(self, brokers: int) -> list[tuple[int, int]]:
+        """(broker port, controller port) of each of the first `brokers` Kafka nodes."""
+        nodes = [(self.kafka, self.controller), (self.kafka_2, self.controller_2), (self.kafka_3, self.controller_3)]
+        if not 1 <= brokers <= len(nodes):
+            raise ValueError(f"the local stack runs 1 to {len(nodes)} brokers, not {brokers}")
+        return nodes[:brokers]
+
 
 @dataclass
 class LocalStack:
-    """A broker plus service processes sharing one data folder."""
+    """A broker (or a cluster of `brokers` nodes) plus service processes sharing one data folder."""
 
     home: Path
     ports: Ports
     dev_key: str
     database_url: str | None = None
     partitions: int = 6
+    brokers: int = 1
     extra_env: dict[str, str] = field(default_factory=dict)
     services: dict[str, ServiceProcess] = field(default_factory=dict)
-    broker: LocalBroker | None = None
+    broker: LocalBroker | LocalCluster | None = None
 
     @property
     def bootstrap(self) -> str:
-        return f"127.0.0.1:{self.ports.kafka}"
+        return ",".join(f"127.0.0.1:{port}" for port, _ in self.ports.kafka_nodes(self.brokers))
+
+    @property
+    def kafka_dir(self) -> Path:
+        """The broker's data folder (a cluster's has one folder per node); never shared between the two."""
+        return self.home / ("kafka" if self.brokers == 1 else f"kafka-{self.brokers}")
 
     @property
     def db_url(self) -> str:
@@ -105,14 +123,16 @@ class LocalStack:
         }
 
     def start_broker(self) -> None:
-        """Assemble (cached), start and wait for the broker; create the topics."""
+        """Assemble (cached), start and wait for the broker or cluster; create the topics."""
         libs = assemble()
-        self.broker = LocalBroker(
-            self.home / "kafka", port=self.ports.kafka, controller_port=self.ports.controller, libs=libs
-        )
+        if self.brokers == 1:
+            self.broker = LocalBroker(self.kafka_dir, port=self.ports.kafka, controller_port=self.ports.controller,
+                                      libs=libs)
+        else:
+            self.broker = LocalCluster(self.kafka_dir, self.ports.kafka_nodes(self.brokers), libs=libs)
         self.broker.start()
         self.broker.wait_ready()
-        asyncio.run(ensure_topics(self.bootstrap, default_topics(partitions=self.partitions)))
+        asyncio.run(ensure_topics(self.bootstrap, default_topics(partitions=self.partitions, brokers=self.brokers)))
 
     def service(self, name: str) -> ServiceProcess:
         """The process definition of one service (not started)."""
@@ -159,7 +179,9 @@ class LocalStack:
         return proc
 
     def stop(self) -> None:
-        """Stop services (newest first), then the broker."""
+        """Stop the services (all signalled at once, so their shutdowns overlap), then the broker."""
+        for proc in reversed(list(self.services.values())):
+            proc.signal_stop()
         for proc in reversed(list(self.services.values())):
             proc.stop()
         if self.broker is not None:

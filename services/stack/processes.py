@@ -89,6 +89,11 @@ class ServiceProcess:
         except subprocess.TimeoutExpired:
             self.kill()
 
+    def signal_stop(self) -> None:
+        """Send SIGTERM without waiting; `stop()` waits (so several can shut down at once)."""
+        if self.proc is not None and self.proc.poll() is None:
+            self._signal(signal.SIGTERM)
+
     def kill(self) -> None:
         """SIGKILL the process group (a crash, for failure tests)."""
         if self.proc is None or self.proc.poll() is not None:

@@ -23,6 +23,7 @@ from pydantic_settings import BaseSettings
 from services.alerts.settings import AlertsSettings
 from services.ingest.settings import IngestSettings
 from services.projector.settings import ProjectorSettings
+from services.stack.broker import Replication
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
@@ -40,6 +41,8 @@ OURS: dict[str, tuple[list[str], list[type[BaseSettings]], int | None, str | Non
 PUBLISHED = {"ingest": 8080, "projector-api": 8081, "alerts-api": 8082, "prometheus": 9090, "grafana": 3000}
 NEEDS_DATABASE = {"projector-worker", "projector-api", "alerts-worker", "alerts-api"}
 NEEDS_KAFKA = {"ingest", "projector-worker", "alerts-worker"}
+KAFKA_NODES = ["kafka-1", "kafka-2", "kafka-3"]
+BOOTSTRAP = ",".join(f"{node}:9092" for node in KAFKA_NODES)
 
 
 def env_names(settings: type[BaseSettings]) -> set[str]:
@@ -77,7 +80,7 @@ def dockerfile_env() -> dict[str, str]:
 
 def test_the_stack_has_every_process() -> None:
     assert set(SERVICES) == {
-        "kafka", "kafka-topics", "postgres", "migrate", "ingest", "projector-worker", "projector-api",
+        *KAFKA_NODES, "kafka-topics", "postgres", "migrate", "ingest", "projector-worker", "projector-api",
         "alerts-worker", "alerts-api", "prometheus", "grafana",
     }
 
@@ -90,8 +93,8 @@ def test_images_are_pinned_and_ours_are_built_here() -> None:
         image = service["image"]
         assert ":" in image, f"{name}: pin a tag"
         assert not image.endswith(":latest"), name
-    assert SERVICES["kafka"]["image"].startswith("apache/kafka:")
-    assert SERVICES["kafka-topics"]["image"] == SERVICES["kafka"]["image"]
+    assert SERVICES["kafka-1"]["image"].startswith("apache/kafka:")
+    assert {SERVICES[name]["image"] for name in [*KAFKA_NODES, "kafka-topics"]} == {SERVICES["kafka-1"]["image"]}
     assert SERVICES["postgres"]["image"].startswith("postgres:")
     assert SERVICES["prometheus"]["image"].startswith("prom/prometheus:")
     assert SERVICES["grafana"]["image"].startswith("grafana/grafana:")
@@ -105,16 +108,50 @@ def test_each_process_runs_its_module() -> None:
         assert SERVICES[name]["command"] == command, name
 
 
-def test_kafka_runs_kraft_on_one_node_without_auto_created_topics() -> None:
-    env = SERVICES["kafka"]["environment"]
-    assert env["KAFKA_PROCESS_ROLES"] == "broker,controller"
-    assert env["KAFKA_ADVERTISED_LISTENERS"] == "PLAINTEXT://kafka:9092"
-    assert env["KAFKA_CONTROLLER_QUORUM_VOTERS"] == "1@kafka:9093"
-    assert env["KAFKA_AUTO_CREATE_TOPICS_ENABLE"] == "false"
+def test_kafka_is_three_kraft_nodes_of_one_cluster_without_auto_created_topics() -> None:
+    nodes = {name: SERVICES[name]["environment"] for name in KAFKA_NODES}
+    assert sorted(int(env["KAFKA_NODE_ID"]) for env in nodes.values()) == [1, 2, 3]
+    for name, env in nodes.items():
+        assert env["KAFKA_PROCESS_ROLES"] == "broker,controller", name
+        assert env["KAFKA_ADVERTISED_LISTENERS"] == f"PLAINTEXT://{name}:9092", name
+        assert SERVICES[name]["hostname"] == name
+        assert env["KAFKA_AUTO_CREATE_TOPICS_ENABLE"] == "false", name
+        assert env["KAFKA_LISTENERS"] == "PLAINTEXT://:9092,CONTROLLER://:9093", name
+        # Each node is a static voter at its own host and controller port, with the same cluster id.
+        voters = dict(v.split("@") for v in env["KAFKA_CONTROLLER_QUORUM_VOTERS"].split(","))
+        assert voters == {str(n): f"{other}:9093" for n, other in enumerate(KAFKA_NODES, 1)}, name
+        assert voters[str(env["KAFKA_NODE_ID"])] == f"{name}:9093"
+    assert len({env["CLUSTER_ID"] for env in nodes.values()}) == 1
+    volumes = [SERVICES[name]["volumes"][0].split(":")[0] for name in KAFKA_NODES]
+    assert len(set(volumes)) == 3, "each node keeps its own data"
+
+
+def test_replication_is_three_copies_two_in_sync_as_the_local_cluster_has_it() -> None:
+    wanted = Replication.for_brokers(len(KAFKA_NODES))
+    assert (wanted.factor, wanted.min_insync) == (3, 2)
+    for name in KAFKA_NODES:
+        env = SERVICES[name]["environment"]
+        for variable in ("KAFKA_DEFAULT_REPLICATION_FACTOR", "KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR",
+                         "KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR",
+                         "KAFKA_SHARE_COORDINATOR_STATE_TOPIC_REPLICATION_FACTOR"):
+            assert int(env[variable]) == wanted.factor, (name, variable)
+        for variable in ("KAFKA_MIN_INSYNC_REPLICAS", "KAFKA_TRANSACTION_STATE_LOG_MIN_ISR",
+                         "KAFKA_SHARE_COORDINATOR_STATE_TOPIC_MIN_ISR"):
+            assert int(env[variable]) == wanted.min_insync, (name, variable)
     topics = " ".join(SERVICES["kafka-topics"]["command"])
-    for topic in ("accordwatch.events ", "accordwatch.events.dlq "):
-        assert f"--topic {topic}" in topics
-    assert topics.count("retention.ms=-1") == 2
+    commands = [c for c in topics.split("&&") if "--create" in c]
+    assert len(commands) == 2
+    for topic, command in zip(("accordwatch.events ", "accordwatch.events.dlq "), commands, strict=True):
+        assert f"--topic {topic}" in command
+        assert f"--bootstrap-server {BOOTSTRAP} " in command
+        assert f"--replication-factor {wanted.factor} " in command
+        assert f"--config min.insync.replicas={wanted.min_insync} " in command
+        assert "--config retention.ms=-1 " in command
+
+
+def test_the_services_are_pointed_at_all_three_brokers() -> None:
+    for name in NEEDS_KAFKA:
+        assert environment(name)["ACCORDWATCH_KAFKA_BOOTSTRAP_SERVERS"] == BOOTSTRAP, name
 
 
 def test_published_ports() -> None:
@@ -134,10 +171,12 @@ def test_ordering_waits_for_kafka_topics_and_the_migration_job() -> None:
     assert SERVICES["migrate"]["depends_on"] == {"postgres": {"condition": "service_healthy"}}
     for name in NEEDS_DATABASE:
         assert SERVICES[name]["depends_on"]["migrate"] == {"condition": "service_completed_successfully"}, name
-    for name in NEEDS_KAFKA:
+    for name in [*NEEDS_KAFKA, "kafka-topics"]:
         deps = SERVICES[name]["depends_on"]
-        assert deps["kafka"] == {"condition": "service_healthy"}, name
-        assert deps["kafka-topics"] == {"condition": "service_completed_successfully"}, name
+        for node in KAFKA_NODES:
+            assert deps[node] == {"condition": "service_healthy"}, (name, node)
+    for name in NEEDS_KAFKA:
+        assert SERVICES[name]["depends_on"]["kafka-topics"] == {"condition": "service_completed_successfully"}
 
 
 def test_every_long_running_service_has_a_health_check_on_its_own_port() -> None:
@@ -190,7 +229,7 @@ def test_settings_built_from_compose_listen_on_every_interface_at_the_scraped_po
             return cls()
 
     ingest = settings("ingest", IngestSettings)
-    assert (ingest.host, ingest.port, ingest.kafka_bootstrap_servers) == ("0.0.0.0", 8080, "kafka:9092")
+    assert (ingest.host, ingest.port, ingest.kafka_bootstrap_servers) == ("0.0.0.0", 8080, BOOTSTRAP)
     assert scraped["ingest"] == f"ingest:{ingest.port}"
     assert ingest.api_keys_file == Path("/run/secrets/api-keys")
 
