@@ -47,7 +47,7 @@ from schemas.cloudevents import to_record
 from schemas.registry import parse_event
 from services.platform.auth import new_key
 from services.platform.kafka import make_producer
-from services.stack.broker import TopicSpec, assemble, ensure_topics
+from services.stack.broker import LocalBroker, TopicSpec, assemble, ensure_topics
 from services.stack.local import LocalStack, Ports
 from tests.workload import realistic_events
 
@@ -118,7 +118,7 @@ def start_ingest(stack: LocalStack, workers: int) -> dict[str, int]:
     """(Re)start ingest with `workers` uvicorn processes; the pids to watch."""
     stack.extra_env["ACCORDWATCH_INGEST_WORKERS"] = str(workers)
     proc = stack.restart("ingest")
-    broker = stack.broker.proc if stack.broker is not None else None
+    broker = stack.broker.proc if isinstance(stack.broker, LocalBroker) else None  # one broker here
     assert proc.pid is not None
     assert broker is not None
     return {"ingest": proc.pid, "broker": broker.pid}
