@@ -2,7 +2,11 @@
 
 The query API and the live worker keep using the active generation while the rebuild
 reads the whole topic with a plain consumer (no group, every partition from the start)
-and applies it in large batches. Nobody reads the new generation before the swap, so
+and applies it in large batches. A rebuild has no order across subjects and a subject
+lives on one partition, so the bulk of it runs in `replay_processes` processes, each
+rebuilding its share of the partitions up to the end it saw at the start (and folding
+them) into the same generation; then one pass over every partition takes whatever came
+since, from the positions those processes committed, and swaps. Nobody reads the new generation before the swap, so
 while catching up the store only writes events and offsets and holds the events to fold
 many batches at once (`defer_fold`): a subject with late events is re-folded once, not
 once per batch. Once it has reached the end of the topic and is at least as far as the
@@ -14,12 +18,15 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import multiprocessing
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -51,10 +58,153 @@ async def rebuild(
     batch: int = 5000,
     progress: Progressed | None = None,
     swap: bool = True,
+    processes: int | None = None,
 ) -> Rebuilt:
     """Read the topic from the start into a new generation; swap when caught up."""
+    started = time.perf_counter()
+    building = await asyncio.to_thread(store.start_generation)
+    share = processes if processes is not None else settings.replay_processes
+    done = undecodable = 0
+    if share > 1:
+        done, undecodable = await _rebuild_in_processes(settings, building, share, batch, progress)
     with _bulk_allocation():
-        return await _rebuild(settings, store, batch=batch, progress=progress, swap=swap)
+        tail = await _rebuild(settings, store, building, batch=batch, swap=swap, resume=share > 1,
+                              progress=progress and _after(done, started, progress))
+    return Rebuilt(building, done + tail.records, undecodable + tail.undecodable, time.perf_counter() - started)
+
+
+def _after(done: int, started: float, progress: Progressed) -> Progressed:
+    """Report the final pass's progress after what the processes did, at the rate since the start."""
+
+    def show(records: int, known: int, _: float) -> None:
+        total = done + records
+        progress(total, max(known, total), total / max(time.perf_counter() - started, 1e-9))
+
+    return show
+
+
+async def _rebuild_in_processes(
+    settings: ProjectorSettings, building: int, processes: int, batch: int, progress: Progressed | None
+) -> tuple[int, int]:
+    """Rebuild the partitions up to their current ends in `processes` processes; records and undecodable done."""
+    ends = await _end_offsets(settings)
+    shares = [sorted(p for p in ends if p % processes == n) for n in range(processes)]
+    shares = [share for share in shares if share]
+    context = multiprocessing.get_context("spawn")  # never fork a process that runs threads
+    counter = context.Value("q", 0)
+    started = time.perf_counter()
+    loop = asyncio.get_running_loop()
+    with ProcessPoolExecutor(len(shares), mp_context=context, initializer=_share_counter,
+                             initargs=(counter,)) as pool:
+        jobs = [loop.run_in_executor(pool, _rebuild_share, settings, building, {p: ends[p] for p in share}, batch)
+                for share in shares]
+        waiting = asyncio.gather(*jobs)
+        while not waiting.done():
+            await asyncio.wait([waiting], timeout=0.25)
+            if progress is not None:
+                done = counter.value
+                progress(done, sum(ends.values()), done / max(time.perf_counter() - started, 1e-9))
+        results = waiting.result()
+    return sum(r for r, _ in results), sum(u for _, u in results)
+
+
+async def _end_offsets(settings: ProjectorSettings) -> dict[int, int]:
+    consumer = _consumer(settings, settings.events_topic)
+    await consumer.start()
+    try:
+        tps = await _assigned(consumer, settings)
+        return {tp.partition: offset for tp, offset in (await consumer.end_offsets(tps)).items()}
+    finally:
+        await consumer.stop()
+
+
+async def _assigned(consumer: AIOKafkaConsumer, settings: ProjectorSettings) -> list[TopicPartition]:
+    """Every partition of the events topic (a group-less subscription is assigned them all)."""
+    deadline = time.monotonic() + 30
+    while not consumer.assignment():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"topic {settings.events_topic} does not exist on {settings.kafka_bootstrap_servers}")
+        await asyncio.sleep(0.05)
+    return sorted(consumer.assignment())
+
+
+_COUNTER: Any = None
+
+
+def _share_counter(counter: Any) -> None:
+    global _COUNTER
+    _COUNTER = counter
+
+
+def _rebuild_share(settings: ProjectorSettings, building: int, ends: dict[int, int], batch: int) -> tuple[int, int]:
+    """In a process of its own: rebuild these partitions up to `ends` into `building`, folded."""
+    engine = make_engine(settings.database_url, writer=True)
+    store = ReadModelStore(engine, hold_events=settings.replay_hold_events)
+    try:
+        with _bulk_allocation():
+            return asyncio.run(_read_share(settings, store, building, ends, batch))
+    finally:
+        engine.dispose()
+
+
+async def _read_share(
+    settings: ProjectorSettings, store: ReadModelStore, building: int, ends: dict[int, int], batch: int
+) -> tuple[int, int]:
+    tps = [TopicPartition(settings.events_topic, p) for p in sorted(ends)]
+    consumer = _consumer(settings)
+    await consumer.start()
+    records = undecodable = 0
+    try:
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        pending: asyncio.Task[None] | None = None
+        while True:
+            remaining = [tp for tp in tps if await consumer.position(tp) < ends[tp.partition]]
+            if not remaining:
+                break
+            fetched = await consumer.getmany(*remaining, timeout_ms=500, max_records=batch)
+            items, bad = _decode(fetched, ends)
+            if not items:
+                continue
+            if pending is not None:
+                await pending
+            pending = asyncio.create_task(_apply(store, items, building))
+            records += len(items)
+            undecodable += bad
+            if _COUNTER is not None:
+                with _COUNTER.get_lock():
+                    _COUNTER.value += len(items)
+        if pending is not None:
+            await pending
+        await asyncio.to_thread(store.fold_deferred, building)
+    finally:
+        await consumer.stop()
+    return records, undecodable
+
+
+def _consumer(settings: ProjectorSettings, *topics: str) -> AIOKafkaConsumer:
+    return AIOKafkaConsumer(
+        *topics, bootstrap_servers=settings.kafka_bootstrap_servers, enable_auto_commit=False,
+        auto_offset_reset="earliest", max_partition_fetch_bytes=8 * 1024 * 1024,
+        fetch_max_bytes=64 * 1024 * 1024,
+    )
+
+
+def _decode(fetched: dict[TopicPartition, list[Any]], ends: dict[int, int] | None = None) -> tuple[list[Consumed], int]:
+    """The fetched records as `Consumed` (only those before `ends`, when given), and how many did not decode."""
+    items: list[Consumed] = []
+    undecodable = 0
+    for tp, messages in fetched.items():
+        for m in messages:
+            if ends is not None and m.offset >= ends[tp.partition]:
+                break
+            try:
+                event = from_record(m.key, m.value, m.headers)
+            except UndecodableRecord:
+                undecodable += 1
+                event = None
+            items.append(Consumed(tp.topic, tp.partition, m.offset, event, m.value if event else None))
+    return items, undecodable
 
 
 @contextmanager
@@ -72,28 +222,30 @@ def _bulk_allocation() -> Iterator[None]:
         gc.set_threshold(*before)
 
 
+@dataclass(frozen=True)
+class _Pass:
+    records: int
+    undecodable: int
+
+
 async def _rebuild(
-    settings: ProjectorSettings, store: ReadModelStore, *, batch: int, progress: Progressed | None, swap: bool
-) -> Rebuilt:
+    settings: ProjectorSettings, store: ReadModelStore, building: int, *, batch: int, swap: bool, resume: bool,
+    progress: Progressed | None,
+) -> _Pass:
+    """Read every partition into `building` (from its start, or from the positions stored in it), fold, swap."""
     topic = settings.events_topic
-    building = await asyncio.to_thread(store.start_generation)
-    consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=settings.kafka_bootstrap_servers, enable_auto_commit=False,
-        auto_offset_reset="earliest", max_partition_fetch_bytes=8 * 1024 * 1024,
-        fetch_max_bytes=64 * 1024 * 1024,
-    )
+    consumer = _consumer(settings, topic)
     await consumer.start()
     started = time.perf_counter()
     records = undecodable = 0
     try:
-        # Without a group, subscribing assigns every partition of the topic.
-        deadline = time.monotonic() + 30
-        while not consumer.assignment():
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"topic {topic} does not exist on {settings.kafka_bootstrap_servers}")
-            await asyncio.sleep(0.05)
-        tps = sorted(consumer.assignment())
+        tps = await _assigned(consumer, settings)
         await consumer.seek_to_beginning(*tps)
+        if resume:
+            stored = await asyncio.to_thread(store.positions, topic, generation=building)
+            for tp in tps:
+                if stored.get(tp.partition):
+                    consumer.seek(tp, stored[tp.partition])
         pending: asyncio.Task[None] | None = None
         async def end_offsets() -> dict[int, int]:
             return {tp.partition: offset for tp, offset in (await consumer.end_offsets(tps)).items()}
@@ -117,15 +269,8 @@ async def _rebuild(
                     break
                 continue
             fetched = await consumer.getmany(*tps, timeout_ms=500, max_records=batch)
-            items: list[Consumed] = []
-            for tp, messages in fetched.items():
-                for m in messages:
-                    try:
-                        event = from_record(m.key, m.value, m.headers)
-                    except UndecodableRecord:
-                        undecodable += 1
-                        event = None
-                    items.append(Consumed(tp.topic, tp.partition, m.offset, event, m.value if event else None))
+            items, bad = _decode(fetched)
+            undecodable += bad
             if not items:
                 continue
             # Overlap decoding the next fetch with writing this one.
@@ -140,7 +285,7 @@ async def _rebuild(
             await asyncio.to_thread(store.drop_generations_below, building)
     finally:
         await consumer.stop()
-    return Rebuilt(building, records, undecodable, time.perf_counter() - started)
+    return _Pass(records, undecodable)
 
 
 async def _apply(store: ReadModelStore, items: list[Consumed], generation: int) -> None:

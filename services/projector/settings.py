@@ -43,6 +43,10 @@ class ProjectorSettings(CommonSettings):
         default=100_000, ge=1, validation_alias="ACCORDWATCH_PROJECTOR_REPLAY_HOLD_EVENTS",
         description="How many events a replay holds in memory (about 3 KB each) before folding them.",
     )
+    replay_processes: int = Field(
+        default=2, ge=1, validation_alias="ACCORDWATCH_PROJECTOR_REPLAY_PROCESSES",
+        description="Processes a replay rebuilds partitions in (a rebuild has no order across subjects).",
+    )
     session_timeout_s: float = Field(
         default=10.0, ge=6, validation_alias="ACCORDWATCH_PROJECTOR_SESSION_TIMEOUT_S",
         description="Consumer-group session timeout: how soon a dead worker's partitions are reassigned.",
