@@ -63,9 +63,13 @@ def test_rebuild_in_two_processes_equals_one_process(kafka: Broker, database_url
         upgrade(engine)
         store = ReadModelStore(engine)
         single = asyncio.run(rebuild(settings, store, swap=False, processes=1, batch=700))
-        split = asyncio.run(rebuild(settings, store, swap=False, processes=2, batch=700))
+        shown: list[tuple[int, int]] = []
+        split = asyncio.run(rebuild(settings, store, swap=False, processes=2, batch=700,
+                                    progress=lambda done, known, _: shown.append((done, known))))
         assert (single.records, single.undecodable) == (split.records, split.undecodable) == (len(docs) + 1, 1)
         assert split.generation != single.generation
+        assert shown[-1] == (split.records, split.records), "the progress bar ends at the whole topic"
+        assert [d for d, _ in shown] == sorted(d for d, _ in shown)
         one, two = dump_generation(engine, single.generation), dump_generation(engine, split.generation)
         assert sum(map(len, one.values())) > len(docs)
         for table in one:
