@@ -19,6 +19,7 @@ from pydantic import (
     AfterValidator,
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     PlainSerializer,
@@ -122,8 +123,15 @@ Moment = Annotated[
 ]
 
 
+def _time_text(value: Any) -> Any:
+    if isinstance(value, int | float):  # pydantic would take a number as seconds since 1970
+        raise ValueError(f"{value!r} is a number; expected an RFC 3339 time with an offset (2020-03-12T09:00:00Z)")
+    return value
+
+
 Instant = Annotated[
     AwareDatetime,
+    BeforeValidator(_time_text),
     AfterValidator(check_instant),
     WithJsonSchema(
         {"type": "string", "format": "date-time", **_TIME_RANGE,
@@ -173,25 +181,65 @@ MetricSlug = Annotated[
     Field(description="A metric name in snake case, e.g. southwest_border_apprehensions."),
 ]
 
-Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
-ShortText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=300)]
+# Text never carries control characters: NUL breaks PostgreSQL, the others break XML (Atom),
+# terminals and logs. Free text (notes, reasons, descriptions, conditions, summaries) may
+# keep its line structure (tab, line feed, carriage return); names, titles and other short
+# texts are one line. Lone surrogates are refused by pydantic itself (not valid Unicode text).
+ONE_LINE = r"^[^\x00-\x1f\x7f-\x9f]*$"
+"""No C0 control (U+0000-U+001F), no DEL, no C1 control (U+0080-U+009F)."""
+FREE_TEXT = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]*$"
+"""As ONE_LINE, but tab, line feed and carriage return are allowed."""
+CONTROL_PATTERNS: Final = {ONE_LINE: False, FREE_TEXT: True}
+"""Each control-character pattern, and whether it allows tab, line feed and carriage return."""
+
+Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000, pattern=FREE_TEXT)]
+ShortText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=300, pattern=ONE_LINE)]
+Summary = Annotated[str, StringConstraints(strip_whitespace=True, max_length=4000, pattern=FREE_TEXT)]
+
+
+def control_character(text: str, *, lines_allowed: bool) -> str | None:
+    """Where `text` breaks its control-character rule, in words (None if it does not)."""
+    for position, char in enumerate(text):
+        code = ord(char)
+        if (code < 0x20 and not (lines_allowed and char in "\t\n\r")) or 0x7F <= code <= 0x9F:
+            allowed = "; tab and line breaks are allowed" if lines_allowed else "; this text is one line"
+            return f"contains the control character U+{code:04X} at position {position}{allowed}"
+    return None
+
+
+MAX_URL_LENGTH: Final = 2048
+_NOT_IN_URL = re.compile(r"[\x00-\x20\x7f-\x9f]")
 
 
 def check_url(value: Any) -> str:
-    """Accept an absolute http(s) URL."""
+    """Accept an absolute http(s) URL of at most MAX_URL_LENGTH characters, without spaces or controls."""
     if not isinstance(value, str):
         raise ValueError("expected an absolute http(s) URL")
-    parts = urlsplit(value)
+    url: str = value.strip()
+    if len(url) > MAX_URL_LENGTH:
+        raise ValueError(f"the URL has {len(url)} characters; at most {MAX_URL_LENGTH} are allowed")
+    if (bad := _NOT_IN_URL.search(url)) is not None:
+        raise ValueError(f"a URL cannot contain U+{ord(bad.group()):04X} (at position {bad.start()}): "
+                         "percent-encode spaces and control characters")
+    parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ValueError(f"{value!r} is not an absolute http(s) URL")
-    return value
+        raise ValueError(f"{url!r} is not an absolute http(s) URL")
+    return url
 
 
 Url = Annotated[
     str,
     PlainValidator(check_url),
-    WithJsonSchema({"type": "string", "format": "uri", "pattern": "^https?://"}),
+    WithJsonSchema({"type": "string", "format": "uri", "pattern": "^https?://[^\\s]*$", "maxLength": MAX_URL_LENGTH}),
 ]
+
+MAX_COUNT: Final = 1_000_000_000
+"""The largest number of people one report may state (an eighth of the world's population).
+
+Any count, target or per-nationality figure fits a 32-bit column; sums of them are kept by
+the fold within MAX_FIGURE (services/domain/state.py) and stored in 64-bit columns.
+"""
+Count = Annotated[int, Field(ge=0, le=MAX_COUNT)]
 
 Confidence = Literal["confirmed", "reported", "disputed"]
 
@@ -224,7 +272,7 @@ class Event(Frozen):
         default=None, description="Event id; the server assigns a UUIDv7 when absent."
     )
     type: str
-    schema_version: int = Field(default=1, ge=1, description="Version of this type's schema.")
+    schema_version: int = Field(default=1, ge=1, le=1000, description="Version of this type's schema.")
     subject: Slug
     occurred_at: Moment = Field(description="When it happened in the world, not when we learned it.")
     recorded_at: Instant | None = Field(
@@ -232,7 +280,7 @@ class Event(Frozen):
     )
     sources: tuple[Source, ...] = Field(min_length=1, max_length=50)
     confidence: Confidence = "confirmed"
-    summary: Annotated[str, StringConstraints(max_length=4000)] | None = None
+    summary: Summary | None = None
     data: EventData
 
     @property

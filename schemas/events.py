@@ -8,13 +8,24 @@ version and an upcaster in `registry.py`, never an edit in place.
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Union
 from uuid import UUID
 
-from pydantic import Field, NonNegativeInt, model_validator
+from pydantic import (
+    ConfigDict,
+    Field,
+    PlainValidator,
+    TypeAdapter,
+    ValidationError,
+    create_model,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
 from schemas.envelope import (
     Confidence,
+    Count,
     Country,
     Event,
     EventData,
@@ -24,6 +35,7 @@ from schemas.envelope import (
     ShortText,
     Slug,
     Source,
+    Summary,
     Text,
     instant,
 )
@@ -165,14 +177,14 @@ class AgreementTerminated(Event):
 
 
 class TransferReportedData(EventData):
-    count: NonNegativeInt
+    count: Count
     cumulative: bool = Field(
         description="true: the running total to date; false: people moved in this report's period."
     )
     approximate: bool = False
     period_start: Moment | None = None
     period_end: Moment | None = None
-    nationalities: Annotated[dict[Country, NonNegativeInt], Field(max_length=250)] | None = None
+    nationalities: Annotated[dict[Country, Count], Field(max_length=250)] | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> TransferReportedData:
@@ -191,7 +203,7 @@ class TransferReported(Event):
 
 
 class TransferTargetAnnouncedData(EventData):
-    target: NonNegativeInt
+    target: Count
     by: Moment | None = None
     note: Text | None = None
 
@@ -205,7 +217,7 @@ class TransferTargetAnnounced(Event):
 
 class StatisticReportedData(EventData):
     metric: MetricSlug
-    value: float
+    value: float = Field(allow_inf_nan=False, description="A finite number (JSON has no infinity or NaN).")
     unit: ShortText | None = None
     approximate: bool = False
     period_start: Moment | None = None
@@ -303,6 +315,27 @@ class DeadlineSet(Event):
     data: DeadlineSetData
 
 
+FACT_CLASSES: tuple[type[Event], ...] = (
+    AgreementProposed,
+    NegotiationReported,
+    AgreementSigned,
+    LegalActionCompleted,
+    ImplementationPlanAdopted,
+    AgreementInForce,
+    AgreementSuspended,
+    AgreementTerminated,
+    TransferReported,
+    TransferTargetAnnounced,
+    StatisticReported,
+    LawsuitFiled,
+    CourtRulingIssued,
+    StayRequested,
+    StayDecided,
+    DeadlineSet,
+)
+"""Every type that states a fact (and so may be corrected); retractions and corrections follow."""
+
+
 # -- corrections ------------------------------------------------------------------------
 
 
@@ -318,14 +351,99 @@ class EventRetracted(Event):
     data: EventRetractedData
 
 
+def _any_of(name: str, rules: list[tuple[Any, list[str]]]) -> Any:
+    """A field whose value must satisfy the rules of at least one of the types that have it."""
+    adapters = [(", ".join(types), TypeAdapter(rule)) for rule, types in rules]
+
+    def check(value: Any) -> Any:
+        reasons = []
+        for types, adapter in adapters:
+            try:
+                return adapter.dump_python(adapter.validate_python(value), mode="json")
+            except ValidationError as exc:
+                first = exc.errors(include_url=False, include_input=False)[0]
+                where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in first["loc"]).lstrip(".")
+                reasons.append(f"{types}: {where + ': ' if where else ''}{first['msg']}")
+        raise PydanticCustomError("correction_data", "valid for no event type that has {name} ({reasons})",
+                                  {"name": name, "reasons": "; ".join(reasons)})
+
+    return Annotated[Any, PlainValidator(check, json_schema_input_type=Union[tuple(r for r, _ in rules)])]  # noqa: UP007
+
+
+def _absent_means_unchanged(schema: dict[str, Any]) -> None:
+    schema.pop("default", None)  # not a default value: an absent field keeps the corrected event's
+
+
+def _never_null(schema: dict[str, Any]) -> None:
+    _absent_means_unchanged(schema)
+    options = [option for option in schema.pop("anyOf", []) if option != {"type": "null"}]
+    if len(options) == 1:
+        schema.update(options[0])
+    elif options:
+        schema["anyOf"] = options
+
+
+def _unchanged(*, null: bool = True) -> Any:
+    """The default of a field a correction may leave out (the corrected event keeps its value)."""
+    return Field(default=None, json_schema_extra=_absent_means_unchanged if null else _never_null)
+
+
+def _changed_data_model(classes: tuple[type[Event], ...]) -> type[Frozen]:
+    """A model with every `data` field of `classes`, each validated by the rules of a type that has it."""
+    by_name: dict[str, list[tuple[Any, list[str]]]] = {}
+    for cls in classes:
+        data_model = cls.model_fields["data"].annotation
+        for name, info in data_model.model_fields.items():  # type: ignore[union-attr]
+            rule = Annotated[info.annotation, *info.metadata] if info.metadata else info.annotation
+            known = by_name.setdefault(name, [])
+            same = next((types for seen, types in known if seen == rule), None)
+            if same is None:
+                known.append((rule, [cls.__name__]))
+            else:
+                same.append(cls.__name__)
+    fields: dict[str, Any] = {
+        name: (rules[0][0] if len(rules) == 1 else _any_of(name, rules), _unchanged())
+        for name, rules in by_name.items()
+    }
+    return create_model("ChangedData", __base__=Frozen, __doc__=_CHANGED_DATA_DOC, **fields)
+
+
+_CHANGED_DATA_DOC = (
+    "Fields that replace those of the corrected event's data. The corrected event's type is not "
+    "known at ingest, so each field must be valid by the rules of at least one event type that has it; "
+    "the correction applies only if the corrected event, with these fields, is a valid event of its type."
+)
+ChangedData = _changed_data_model(FACT_CLASSES)
+
+
+def _changed_data(value: Any) -> dict[str, Any]:
+    """Validate a correction's `data` field by field; keep exactly the fields given, as JSON."""
+    if not isinstance(value, dict):
+        raise ValueError("expected an object of the data fields to replace")
+    return ChangedData.model_validate(value).model_dump(mode="json", exclude_unset=True)
+
+
 class EventChanges(Frozen):
     """Fields that replace those of the corrected event; `data` fields merge into its data."""
 
-    occurred_at: Moment | None = None
-    confidence: Confidence | None = None
-    summary: Annotated[str, Field(max_length=4000)] | None = None
-    sources: Annotated[tuple[Source, ...], Field(min_length=1, max_length=50)] | None = None
-    data: dict[str, Any] | None = None
+    model_config = ConfigDict(json_schema_extra={"minProperties": 1})
+
+    # Absent means unchanged; null is refused (and the schema shows no null either).
+    occurred_at: Moment | None = _unchanged(null=False)
+    confidence: Confidence | None = _unchanged(null=False)
+    summary: Summary | None = _unchanged(null=False)
+    sources: Annotated[tuple[Source, ...], Field(min_length=1, max_length=50)] | None = _unchanged(null=False)
+    data: (
+        Annotated[dict[str, Any], PlainValidator(_changed_data, json_schema_input_type=ChangedData)] | None
+    ) = _unchanged(null=False)
+
+    @field_validator("occurred_at", "confidence", "summary", "sources", "data", mode="before")
+    @classmethod
+    def _not_null(cls, value: Any) -> Any:
+        # The topic carries events without their null fields: a null here would arrive as no change at all.
+        if value is None:
+            raise ValueError("null is not a change: leave the field out to keep it, or give its new value")
+        return value
 
     @model_validator(mode="after")
     def _not_empty(self) -> EventChanges:
@@ -350,23 +468,4 @@ def _after(a: date | datetime, b: date | datetime) -> bool:
     return instant(a) > instant(b)
 
 
-EVENT_CLASSES: tuple[type[Event], ...] = (
-    AgreementProposed,
-    NegotiationReported,
-    AgreementSigned,
-    LegalActionCompleted,
-    ImplementationPlanAdopted,
-    AgreementInForce,
-    AgreementSuspended,
-    AgreementTerminated,
-    TransferReported,
-    TransferTargetAnnounced,
-    StatisticReported,
-    LawsuitFiled,
-    CourtRulingIssued,
-    StayRequested,
-    StayDecided,
-    DeadlineSet,
-    EventRetracted,
-    EventCorrected,
-)
+EVENT_CLASSES: tuple[type[Event], ...] = (*FACT_CLASSES, EventRetracted, EventCorrected)

@@ -14,7 +14,7 @@ from typing import Annotated, Any, Union
 import orjson
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
-from schemas.envelope import Event
+from schemas.envelope import CONTROL_PATTERNS, Event, control_character
 from schemas.events import EVENT_CLASSES
 
 EVENT_TYPES: Mapping[str, type[Event]] = {
@@ -183,7 +183,7 @@ def parse_events_json(
 def describe(exc: ValidationError, *, index: int | None = None) -> list[FieldError]:
     """Turn pydantic's errors into one `FieldError` per problem, named by dotted path."""
     out: list[FieldError] = []
-    errors = exc.errors(include_url=False, include_input=False)
+    errors = exc.errors(include_url=False)
     # A list with a bad item is also "too short" by the items left after validation: name the item only.
     with_bad_items = {tuple(err["loc"][:i]) for err in errors for i, part in enumerate(err["loc"])
                       if isinstance(part, int)}
@@ -207,6 +207,14 @@ def describe(exc: ValidationError, *, index: int | None = None) -> list[FieldErr
             loc = loc[1:]  # the discriminator tag pydantic puts first
         if loc == ["sources"] and kind == "too_short":
             out.append(FieldError("sources", "no sources: every event needs at least one", index))
+            continue
+        if kind == "string_pattern_mismatch" and ctx.get("pattern") in CONTROL_PATTERNS:
+            lines = CONTROL_PATTERNS[ctx["pattern"]]
+            reason = control_character(str(err["input"]), lines_allowed=lines) or "contains a control character"
+            out.append(FieldError(_dotted(loc), reason, index))
+            continue
+        if kind == "extra_forbidden" and loc[-3:-1] == ["changes", "data"]:
+            out.append(FieldError(_dotted(loc), "not a data field of any event type a correction can change", index))
             continue
         out.append(FieldError(_dotted(loc), _reason(err["msg"], kind), index))
     return out

@@ -12,7 +12,8 @@ The same set of events yields the same state whatever order they arrived in.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections import Counter
+from collections.abc import Generator, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from functools import singledispatch
@@ -40,8 +41,9 @@ from schemas.events import (
     TransferReported,
     TransferTargetAnnounced,
 )
-from schemas.registry import InvalidEvent, parse_event
+from schemas.registry import parse_event
 from services.domain.state import (
+    MAX_FIGURE,
     PROGRESS_ORDER,
     UNSPECIFIED,
     AgreementPart,
@@ -121,21 +123,8 @@ def resolve(events: Iterable[Event], known_at: datetime | None = None) -> Resolu
         return Resolution(list(ordered), ordered, {eid: Annotation() for eid in by_id}, meta_targets,
                           [k for k, _ in keyed])
 
-    retracted_memo: dict[UUID, UUID | None] = {}
-
-    def retracted_by(event_id: UUID, seen: frozenset[UUID] = frozenset()) -> UUID | None:
-        if event_id in retracted_memo:
-            return retracted_memo[event_id]
-        result = None
-        for retraction in retractions.get(event_id, ()):
-            rid = retraction.event_id
-            if rid not in seen and retracted_by(rid, seen | {event_id}) is None:
-                result = rid
-                break
-        retracted_memo[event_id] = result
-        return result
-
-    annotations = {eid: Annotation(retracted_by=retracted_by(eid)) for eid in by_id}
+    in_effect_against = _retracted_by([e.event_id for e in ordered], retractions)
+    annotations = {eid: Annotation(retracted_by=in_effect_against[eid]) for eid in by_id}
     effective = dict(by_id)
     for correction in corrections:
         target_id = correction.data.event_id
@@ -145,7 +134,7 @@ def resolve(events: Iterable[Event], known_at: datetime | None = None) -> Resolu
         note = annotations[target_id]
         try:
             effective[target_id] = _corrected(target, correction)
-        except InvalidEvent as exc:
+        except (ValueError, TypeError, ArithmeticError) as exc:  # InvalidEvent, or anything the re-parse raises
             note.correction_errors.append(f"correction {correction.event_id} not applied: {exc}")
             continue
         note.original = note.original or by_id[target_id]
@@ -160,6 +149,51 @@ def resolve(events: Iterable[Event], known_at: datetime | None = None) -> Resolu
         key=lambda e: e.sort_key,
     )
     return Resolution(facts, ordered, annotations, meta_targets)
+
+
+def _retracted_by(order: list[UUID], retractions: dict[UUID, list[EventRetracted]]) -> dict[UUID, UUID | None]:
+    """For each event, the retraction in effect against it: the first of its retractions not itself retracted.
+
+    A depth-first walk on a stack of generators rather than Python's own (a chain of thousands
+    of retractions of retractions must not exhaust the recursion limit), started from each
+    event in world order. A retraction met again on the path being walked (a cycle) counts as
+    not in effect there; as the walk follows world order, a cycle resolves the same way
+    whatever order the events arrived in.
+    """
+    memo: dict[UUID, UUID | None] = {}
+    on_path: Counter[UUID] = Counter()
+
+    def walk(node: UUID) -> Generator[UUID, UUID | None, UUID | None]:
+        for retraction in retractions.get(node, ()):
+            rid = retraction.event_id
+            if on_path[rid] - (rid == node) > 0:  # an ancestor on this path: a cycle
+                continue
+            if (yield rid) is None:  # that retraction is itself in effect
+                return rid
+        return None
+
+    for root in order:
+        if root in memo:
+            continue
+        stack = [(root, walk(root))]
+        on_path[root] += 1
+        value: UUID | None = None
+        while stack:
+            node, frame = stack[-1]
+            try:
+                asked = frame.send(value)
+            except StopIteration as done:
+                memo[node] = value = done.value
+                on_path[node] -= 1
+                stack.pop()
+                continue
+            if asked in memo:
+                value = memo[asked]
+            else:
+                stack.append((asked, walk(asked)))
+                on_path[asked] += 1
+                value = None
+    return memo
 
 
 def _first(pair: tuple[SortKey, Event]) -> SortKey:
@@ -422,6 +456,11 @@ def month_of(moment: date | datetime) -> str:
     return f"{at.year:04d}-{at.month:02d}"
 
 
+def bounded_figure(figure: int) -> int:
+    """A sum held within ±MAX_FIGURE (what the read model keeps of a larger one, flagged approximate)."""
+    return max(-MAX_FIGURE, min(MAX_FIGURE, figure))
+
+
 @_apply.register
 def _(event: TransferReported, state: SubjectState, horizon: Horizon) -> None:
     a = _agreement(state)
@@ -440,18 +479,20 @@ def _(event: TransferReported, state: SubjectState, horizon: Horizon) -> None:
     else:
         deltas = dict(breakdown)
         deltas[UNSPECIFIED] = d.count - sum(breakdown.values())
-        a.transfers_total += d.count
-        a.transfers_approximate = a.transfers_approximate or d.approximate
+        total = a.transfers_total + d.count
+        a.transfers_total = bounded_figure(total)
+        a.transfers_approximate = a.transfers_approximate or d.approximate or total != a.transfers_total
     a.transfer_reports += 1
     a.provenance["transfers_total"] = _provenance(event)
     buckets = a.months.setdefault(month_of(d.period_end or event.occurred_at), {})
     for nationality, delta in deltas.items():
         if delta == 0:
             continue
-        a.running_by_nationality[nationality] = a.running_by_nationality.get(nationality, 0) + delta
+        a.running_by_nationality[nationality] = bounded_figure(a.running_by_nationality.get(nationality, 0) + delta)
         bucket = buckets.setdefault(nationality, MonthBucket())
-        bucket.count += delta
-        bucket.approximate = bucket.approximate or d.approximate
+        count = bucket.count + delta
+        bucket.count = bounded_figure(count)
+        bucket.approximate = bucket.approximate or d.approximate or count != bucket.count
 
 
 @_apply.register

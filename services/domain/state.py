@@ -23,6 +23,13 @@ PROGRESS_ORDER: dict[str, int] = {
 }
 UNSPECIFIED = "unspecified"
 """The nationality bucket of transfers a report does not break down."""
+MAX_FIGURE = 2**53 - 1
+"""The largest magnitude of a sum the fold keeps (transfer totals, month buckets, running figures).
+
+Each report states at most MAX_COUNT people, but a subject may have any number of reports; a
+sum beyond this is held at it and flagged approximate. Every figure is then exact as a float64
+(JSON readers, JavaScript, Grafana) and far inside a 64-bit column.
+"""
 
 
 class Model(BaseModel):

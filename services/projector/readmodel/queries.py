@@ -12,7 +12,7 @@ from sqlalchemy import Connection, Integer, Row, Select, and_, cast, func, selec
 
 from schemas.envelope import Event
 from schemas.registry import parse_event_json
-from services.domain.fold import Annotation, project, resolve
+from services.domain.fold import Annotation, bounded_figure, project, resolve
 from services.domain.state import SubjectState
 from services.projector.readmodel.store import active_generation, load_events
 from services.projector.readmodel.tables import (
@@ -172,8 +172,10 @@ def transfers(conn: Connection, *, agreement: str | None, group_by: Sequence[str
     """Transfer counts summed over the requested grouping (month, nationality or both)."""
     gen = active_generation(conn)
     columns = [TransferRow.agreement] + [getattr(TransferRow, g) for g in group_by]
+    # SQLite's sum() raises on 64-bit overflow; total() cannot (PostgreSQL sums bigints as numeric).
+    add = func.total if conn.dialect.name == "sqlite" else func.sum
     stmt = (
-        select(*columns, func.sum(TransferRow.count).label("count"),
+        select(*columns, add(TransferRow.count).label("count"),
                func.max(cast(TransferRow.approximate, Integer)).label("approximate"))
         .where(TransferRow.generation == gen)
         .group_by(*columns)
@@ -181,11 +183,13 @@ def transfers(conn: Connection, *, agreement: str | None, group_by: Sequence[str
     )
     if agreement:
         stmt = stmt.where(TransferRow.agreement == agreement)
-    return [
-        {**{c.key: getattr(r, c.key) for c in columns}, "count": int(r._mapping["count"]),
-         "approximate": bool(r.approximate)}
-        for r in conn.execute(stmt)
-    ]
+    out = []
+    for r in conn.execute(stmt):
+        count = int(r._mapping["count"])
+        bounded = bounded_figure(count)
+        out.append({**{c.key: getattr(r, c.key) for c in columns}, "count": bounded,
+                    "approximate": bool(r.approximate) or bounded != count})
+    return out
 
 
 def statistics(conn: Connection, *, metric: str | None, subject: str | None, after: str | None,

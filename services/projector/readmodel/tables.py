@@ -1,5 +1,10 @@
 """The projector's read-model tables. Alembic migrations own their schema.
 
+Column widths follow the contract's bounds: a single figure of an event (a count, a target)
+is at most MAX_COUNT and fits Integer; sums and counts of events (transfer totals, month
+buckets, event counts, rulings) are BigInteger: the fold holds sums within MAX_FIGURE, and a
+subject has fewer events than a Kafka partition has offsets (64-bit).
+
 Every read-model table carries a `generation`: `accordwatch replay` rebuilds into the next
 generation while queries keep reading the active one, then flips `projection_generation`
 in one transaction. No DDL is needed to swap, on SQLite and PostgreSQL alike.
@@ -84,7 +89,7 @@ class SubjectSnapshot(Base):
     generation: Mapped[int] = mapped_column(Integer, primary_key=True)
     subject: Mapped[str] = mapped_column(String(120), primary_key=True)
     state: Mapped[str] = mapped_column(Text)
-    event_count: Mapped[int] = mapped_column(Integer)
+    event_count: Mapped[int] = mapped_column(BigInteger)
     updated_at: Mapped[datetime]
 
 
@@ -107,13 +112,13 @@ class AgreementRow(Base):
     suspended_on: Mapped[datetime | None]
     terminated_on: Mapped[datetime | None]
     excluded_nationalities: Mapped[list[Any]]
-    transfers_total: Mapped[int] = mapped_column(Integer)
+    transfers_total: Mapped[int] = mapped_column(BigInteger)
     transfers_approximate: Mapped[bool] = mapped_column(Boolean)
     transfer_target: Mapped[int | None] = mapped_column(Integer)
     transfer_target_by: Mapped[datetime | None]
     last_event_at: Mapped[datetime | None]
     last_event_type: Mapped[str | None] = mapped_column(String(64))
-    event_count: Mapped[int] = mapped_column(Integer)
+    event_count: Mapped[int] = mapped_column(BigInteger)
 
     __table_args__ = (Index("ix_agreements_status", "generation", "status"),)
 
@@ -130,9 +135,9 @@ class CaseRow(Base):
     status: Mapped[str] = mapped_column(String(16))
     status_since: Mapped[datetime | None]
     affects: Mapped[list[Any]]
-    rulings: Mapped[int] = mapped_column(Integer)
+    rulings: Mapped[int] = mapped_column(BigInteger)
     latest_outcome: Mapped[str | None] = mapped_column(String(16))
-    pending_stay_requests: Mapped[int] = mapped_column(Integer)
+    pending_stay_requests: Mapped[int] = mapped_column(BigInteger)
     last_event_at: Mapped[datetime | None]
 
 
@@ -167,7 +172,7 @@ class TransferRow(Base):
     agreement: Mapped[str] = mapped_column(String(120), primary_key=True)
     month: Mapped[str] = mapped_column(String(7), primary_key=True)
     nationality: Mapped[str] = mapped_column(String(16), primary_key=True)
-    count: Mapped[int] = mapped_column(Integer)
+    count: Mapped[int] = mapped_column(BigInteger)
     approximate: Mapped[bool] = mapped_column(Boolean)
 
 
