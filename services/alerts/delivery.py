@@ -23,7 +23,7 @@ import aiohttp
 from sqlalchemy import Engine
 from standardwebhooks import Webhook
 
-from services.alerts import metrics, outbox
+from services.alerts import metrics, outbox, statements
 from services.alerts.egress import EgressPolicy, EgressRefused
 
 log = logging.getLogger(__name__)
@@ -154,8 +154,9 @@ class Dispatcher:
             while True:
                 self._wake.clear()
                 try:
-                    claimed = await asyncio.to_thread(outbox.claim, self.engine, self.clock(), self.capacity,
-                                                      self.policy)
+                    with statements.role("claim"):
+                        claimed = await asyncio.to_thread(outbox.claim, self.engine, self.clock(), self.capacity,
+                                                          self.policy)
                 except Exception:
                     log.exception("claiming deliveries failed; retrying")
                     claimed = []
@@ -185,7 +186,8 @@ class Dispatcher:
             while not self._results.empty() and len(batch) < 500:
                 batch.append(self._results.get_nowait())
             try:
-                booked = await asyncio.to_thread(outbox.record, self.engine, batch, self.policy)
+                with statements.role("book"):
+                    booked = await asyncio.to_thread(outbox.record, self.engine, batch, self.policy)
             except Exception:
                 # The leases lapse and the deliveries go again with the same webhook-id.
                 log.exception("booking %d delivery results failed", len(batch))

@@ -34,3 +34,11 @@ DLQ_RECORDS = Counter(
 EVALUATION_ERRORS = Counter(
     "accordwatch_alerts_evaluation_errors_total", "Subjects whose rules raised; their alerts were skipped"
 )
+DB_STATEMENTS = Counter(
+    "accordwatch_alerts_db_statements_total", "Statements sent to the alert store, by the work that sent them",
+    ["role"],
+)
+DB_TRANSACTIONS = Counter(
+    "accordwatch_alerts_db_transactions_total", "Transactions begun on the alert store, by the work that began them",
+    ["role"],
+)

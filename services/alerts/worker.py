@@ -24,7 +24,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
 
 from schemas.cloudevents import UndecodableRecord, from_record
-from services.alerts import metrics, outbox
+from services.alerts import metrics, outbox, statements
 from services.alerts.delivery import Dispatcher, Sender
 from services.alerts.egress import EgressPolicy
 from services.alerts.migrate import upgrade
@@ -60,6 +60,7 @@ class AlertsWorker:
         self.clock = clock
         self.engine = make_engine(settings.database_url, writer=True)
         upgrade(self.engine)
+        statements.count(self.engine)
         self.store = AlertStore(
             self.engine, rules,
             notify_max_age=timedelta(seconds=settings.notify_max_age_s),
@@ -124,7 +125,7 @@ class AlertsWorker:
             before_sleep=lambda state: log.warning("applying a batch failed (%s); retrying", state.outcome),
             reraise=True,
         ):
-            with attempt:  # a database hiccup (locked, failover) retries the whole batch; it is idempotent
+            with attempt, statements.role("apply"):  # a database hiccup retries the whole batch; it is idempotent
                 outcome = await asyncio.to_thread(self.store.apply, consumed, self.clock())
         metrics.EVENTS_APPLIED.inc(outcome.new_events)
         metrics.EVALUATION_ERRORS.inc(len(outcome.failed_subjects))
@@ -132,7 +133,8 @@ class AlertsWorker:
 
     async def _tick(self) -> None:
         try:
-            outcome = await asyncio.to_thread(self.store.tick, self.clock())
+            with statements.role("tick"):
+                outcome = await asyncio.to_thread(self.store.tick, self.clock())
         except Exception:  # the clock must keep ticking; the next tick retries
             log.exception("acting on due timers failed")
             return
@@ -155,7 +157,8 @@ class AlertsWorker:
 
     async def _refresh_gauges(self) -> None:
         try:
-            await self._gauges()
+            with statements.role("gauges"):
+                await self._gauges()
         except Exception:  # metrics must never take the worker down
             log.exception("refreshing alerts gauges failed")
 
