@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import multiprocessing as mp
 import os
 import shutil
@@ -178,10 +179,8 @@ class Watch:
 
     def _sample(self) -> None:
         while not self._stop.is_set():
-            try:
+            with contextlib.suppress(OSError):
                 self.rss_max = max(self.rss_max, proc_memory_mb(self.worker_pid).get("VmRSS", 0.0))
-            except OSError:
-                pass
             self._stop.wait(0.25)
 
     def done(self) -> dict[str, Any]:
@@ -246,8 +245,8 @@ def py_spy(pid: int, seconds: float, out: Path) -> subprocess.Popen[bytes] | Non
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-def run_store(store: str, args: argparse.Namespace) -> dict[str, Any]:
-    """Every phase against one alert store."""
+def run_store(store: str, args: argparse.Namespace, out: dict[str, Any]) -> None:
+    """Every phase against one alert store, into `out` as they finish."""
     home = Path(tempfile.mkdtemp(prefix=f"accordwatch-bench-alerts-{store}-"))
     key = new_key()
     postgres = None
@@ -260,7 +259,7 @@ def run_store(store: str, args: argparse.Namespace) -> dict[str, Any]:
     stack = LocalStack(home=home, ports=Ports.free(), dev_key=key, database_url=database_url)
     rx_port = Ports.free().ingest
     paths = [f"/s{i}" for i in range(args.subscribers)]
-    out: dict[str, Any] = {"store": store}
+    out["store"] = store
     receivers: Receivers | None = None
     try:
         stack.start_broker()
@@ -329,7 +328,8 @@ def run_store(store: str, args: argparse.Namespace) -> dict[str, Any]:
         if spy is not None:
             spy.wait()
         for path in (hang, fail):  # their backlogs would only add noise to the catch-up
-            assert api.delete(f"/v1/subscriptions/{subs[path]['id']}").status_code == 204
+            gone = api.delete(f"/v1/subscriptions/{subs[path]['id']}")
+            assert gone.status_code == 204, (gone.status_code, gone.text)
             fresh = f"{path}b"
             subs[fresh] = subscribe(fresh)
             receivers.call("secret", fresh, subs[fresh]["secret"])
@@ -357,7 +357,8 @@ def run_store(store: str, args: argparse.Namespace) -> dict[str, Any]:
             "queued": queued, "first_attempts_done_before_due": first_attempts_at is not None,
             "first_attempts_s": first_attempts_at, "delivered": len(ids), "unique_webhook_ids": len(set(ids)),
             "duplicates": len(ids) - len(set(ids)),
-            "drain_s": round(drained, 2), "drain_rate_per_s": round(len(set(ids)) / drained, 1) if drained > 0 else None,
+            "drain_s": round(drained, 2),
+            "drain_rate_per_s": round(len(set(ids)) / drained, 1) if drained > 0 else None,
             "first_after_due_ms": round((times[0] - up_at) * 1000, 1) if times else None,
             "p50_after_due_ms": round((percentile(times, 50) - up_at) * 1000, 1) if times else None,
             "db": per_delivery(before, scrape(metrics_url)), "resources": watch.done(),
@@ -374,7 +375,6 @@ def run_store(store: str, args: argparse.Namespace) -> dict[str, Any]:
         if postgres is not None:
             postgres.stop()
         shutil.rmtree(home, ignore_errors=True)
-    return out
 
 
 def _wait_for_attempts(metrics_url: str, before: dict[str, float], want: int, until: float) -> float | None:
@@ -393,6 +393,8 @@ def goals(results: dict[str, Any]) -> dict[str, Any]:
     """Each goal of issue 15, met or not, per store."""
     out: dict[str, Any] = {}
     for store, r in results["stores"].items():
+        if "catchup" not in r:
+            continue
         base = r["baseline_direct_post"]["p99"]
         steady, iso, catch = r["steady"], r["isolation"], r["catchup"]
         rss = max(r[p]["resources"]["worker_rss_max_mb"] for p in ("steady", "isolation", "catchup"))
@@ -430,7 +432,13 @@ def main() -> None:
         "load_average_before": os.getloadavg(), "stores": {},
     }
     for store in args.stores.split(","):
-        results["stores"][store] = run_store(store.strip(), args)
+        try:
+            run_store(store.strip(), args, results["stores"].setdefault(store, {}))
+        except Exception as exc:  # report what the other store measured all the same
+            import traceback
+
+            traceback.print_exc()
+            results.setdefault("errors", {})[store] = repr(exc)
     results["load_average_after"] = os.getloadavg()
     results["goals"] = goals(results)
     write_results("alerts", results)

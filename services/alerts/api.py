@@ -71,6 +71,16 @@ def _engine(request: Request) -> Engine:
     return engine
 
 
+def _writer(request: Request) -> Engine:
+    """The engine for transactions that write: on SQLite they take the write lock when they begin.
+
+    A reading transaction that later writes fails at once ("database is locked") when the
+    worker committed in between, which the worker's frequent bookings make likely.
+    """
+    engine: Engine = request.app.state.writer
+    return engine
+
+
 def _now(request: Request) -> datetime:
     clock: Clock = request.app.state.clock
     return clock()
@@ -206,7 +216,7 @@ async def create_subscription(request: Request, body: SubscriptionIn, _: Admin) 
         "subjects": sorted(set(body.subjects)), "status": "active", "disabled_reason": None,
         "disabled_at": None, "consecutive_failures": 0, "created_at": now,
     }
-    engine = _engine(request)
+    engine = _writer(request)
 
     def write() -> None:
         with engine.begin() as conn:
@@ -238,7 +248,7 @@ def get_subscription(request: Request, subscription_id: UUID, _: Admin) -> Respo
 @router.delete("/v1/subscriptions/{subscription_id}", status_code=204, summary="Unsubscribe")
 def delete_subscription(request: Request, subscription_id: UUID, _: Admin) -> Response:
     now = _now(request)
-    with _engine(request).begin() as conn:
+    with _writer(request).begin() as conn:
         _subscription(conn, subscription_id)
         conn.execute(update(Subscription).where(Subscription.id == subscription_id).values(status="deleted"))
         conn.execute(
@@ -250,7 +260,7 @@ def delete_subscription(request: Request, subscription_id: UUID, _: Admin) -> Re
 
 @router.post("/v1/subscriptions/{subscription_id}/test", summary="Send a signed ping now")
 async def send_test_ping(request: Request, subscription_id: UUID, _: Admin) -> Response:
-    engine = _engine(request)
+    engine = _writer(request)
     now = _now(request)
     with engine.connect() as conn:
         sub = _subscription(conn, subscription_id)
@@ -325,7 +335,7 @@ def delivery_out(row: Any, attempts: list[dict[str, Any]]) -> dict[str, Any]:
 @router.post("/v1/deliveries/{delivery_id}/retry", status_code=202, summary="Send a delivery again now")
 def retry_delivery(request: Request, delivery_id: UUID, _: Admin) -> Response:
     now = _now(request)
-    with _engine(request).begin() as conn:
+    with _writer(request).begin() as conn:
         row = conn.execute(select(Delivery.__table__).where(Delivery.id == delivery_id)).first()
         if row is None:
             raise _not_found("delivery", delivery_id)
@@ -335,7 +345,7 @@ def retry_delivery(request: Request, delivery_id: UUID, _: Admin) -> Response:
                           f"the subscription is {sub.status} ({sub.disabled_reason}); create a new one",
                           kind="subscription-disabled")
         conn.execute(update(Delivery).where(Delivery.id == delivery_id).values(
-            status="pending", next_attempt_at=now, lease_until=None, completed_at=None))
+            status="pending", next_attempt_at=now, lease_until=None, lease_token=None, completed_at=None))
         row = conn.execute(select(Delivery.__table__).where(Delivery.id == delivery_id)).one()
     return _json(delivery_out(row, []), 202)
 
@@ -362,11 +372,13 @@ def readyz(request: Request) -> Response:
 
 
 def create_app(
-    settings: AlertsSettings, rules: RuleSet, *, engine: Engine | None = None, clock: Clock | None = None
+    settings: AlertsSettings, rules: RuleSet, *, engine: Engine | None = None, clock: Clock | None = None,
+    writer: Engine | None = None,
 ) -> FastAPI:
-    """Build the alerts API over the store behind `settings.database_url`."""
+    """Build the alerts API over the store behind `settings.database_url` (`writer` for writes, if given)."""
     owned = engine is None
     db = engine or make_engine(settings.database_url)
+    writes = writer or (db if not owned else make_engine(settings.database_url, writer=True))
     now = clock or (lambda: datetime.now(UTC))
     policy = EgressPolicy(settings.allow_list)
     sender = Sender(policy, settings.delivery_timeout_s, now)
@@ -380,12 +392,14 @@ def create_app(
             await sender.close()
             if owned:
                 db.dispose()
+                writes.dispose()
 
     app = FastAPI(title="accordwatch alerts", version="1", lifespan=lifespan,
                   summary="Alert rules and state, webhook subscriptions and their deliveries.")
     app.state.settings = settings
     app.state.rules = rules
     app.state.engine = db
+    app.state.writer = writes
     app.state.clock = now
     app.state.egress = policy
     app.state.sender = sender
@@ -402,7 +416,7 @@ def create_app_from_env() -> FastAPI:
     rules = load_rules(settings.rules_file)
     engine = make_engine(settings.database_url)
     upgrade(engine)
-    return create_app(settings, rules, engine=engine)
+    return create_app(settings, rules, engine=engine, writer=make_engine(settings.database_url, writer=True))
 
 
 def main() -> None:

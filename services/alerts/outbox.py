@@ -1,29 +1,46 @@
-"""The outbox's database side: claiming due deliveries, recording what each attempt got.
+"""The outbox's database side: claiming due deliveries, booking what each attempt got.
 
-A claim leases a delivery for longer than one request may take; a worker that dies
-mid-request simply lets the lease lapse and the delivery is sent again, with the same
-`webhook-id`. Outcomes are written in batches, with the retry schedule, `Retry-After`,
-410 Gone and repeated failure applied here.
+The database is there for durability, not for pacing: a delivery written by this
+process's alert transaction is usually leased to it in that same transaction and sent
+from memory; the claim here picks up the rest (retries, spilled backlogs, deliveries
+whose lease lapsed because a worker died) in one statement, never more per subscription
+than the caller has free lanes for. A lease carries the dispatcher's token; a booking
+changes a delivery only while that token still holds it, so a dispatcher whose lease
+lapsed never overwrites another's result. Outcomes are booked in bulk, with the retry
+schedule, `Retry-After`, 410 Gone and repeated failure applied here.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import cast
+from typing import Any, cast
 from uuid import UUID
 
-from sqlalchemy import Connection, Engine, Table, and_, bindparam, func, insert, or_, select, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Table,
+    and_,
+    bindparam,
+    func,
+    insert,
+    or_,
+    select,
+    union_all,
+    update,
+)
 
 from services.alerts.tables import Delivery, DeliveryAttempt, Subscription
 
 GONE = 410
+DELIVERY = cast(Table, Delivery.__table__)
 
 
 @dataclass(frozen=True, slots=True)
 class Claimed:
-    """A delivery leased to this process, with what it takes to send it."""
+    """A delivery leased to this process (or sent once, like a ping), with what it takes to send it."""
 
     id: UUID
     subscription_id: UUID
@@ -32,6 +49,8 @@ class Claimed:
     payload: str
     attempts: int
     created_at: datetime
+    lease_token: UUID | None = None
+    lease_until: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,10 +71,11 @@ class Result:
 
 @dataclass(frozen=True, slots=True)
 class Recorded:
-    """How a result was booked: `succeeded`, `retrying`, `failed` or `gone`."""
+    """How a result was booked: `succeeded`, `retrying`, `failed`, `gone`, or `stale` (the lease was lost)."""
 
     result: Result
     outcome: str
+    next_attempt_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,45 +97,67 @@ class Policy:
         return delay
 
 
-def claim(
-    engine: Engine, now: datetime, capacity: Callable[[UUID], int], policy: Policy, *, limit: int = 500
-) -> list[Claimed]:
-    """Lease due deliveries of active subscriptions, no more per subscription than it has room for."""
-    due = and_(
+def due(now: datetime) -> Any:
+    """Pending, due, and not leased by anyone (or the lease lapsed)."""
+    return and_(
         Delivery.status == "pending",
         Delivery.next_attempt_at <= now,
         or_(Delivery.lease_until.is_(None), Delivery.lease_until < now),
     )
+
+
+def claim(engine: Engine, now: datetime, asks: Mapping[UUID, int], policy: Policy, token: UUID) -> list[Claimed]:
+    """Lease up to `asks[s]` due deliveries of each subscription `s` (never more), in dispatch order.
+
+    One UPDATE ... RETURNING leases them (a union of one small index range per subscription,
+    so the cost follows what is asked for, not the backlog), one SELECT reads the targets.
+    Dispatch order: due time, then creation, then write order.
+    """
+    asks = {sub: n for sub, n in asks.items() if n > 0}
+    if not asks:
+        return []
+    arms = [
+        select(DELIVERY.c.id).where(DELIVERY.c.subscription_id == sub, due(now))
+        .order_by(DELIVERY.c.next_attempt_at, DELIVERY.c.created_at, DELIVERY.c.seq).limit(n)
+        .subquery().select()
+        for sub, n in sorted(asks.items())
+    ]
+    chosen = arms[0] if len(arms) == 1 else union_all(*arms)
+    until = now + policy.lease
+    stmt = (
+        update(DELIVERY).where(DELIVERY.c.id.in_(chosen), due(now))
+        .values(lease_until=until, lease_token=token)
+        .returning(DELIVERY.c.id, DELIVERY.c.subscription_id, DELIVERY.c.payload, DELIVERY.c.attempts,
+                   DELIVERY.c.created_at, DELIVERY.c.next_attempt_at, DELIVERY.c.seq)
+    )
     with engine.begin() as conn:
-        query = (
-            select(Delivery.id, Delivery.subscription_id, Subscription.url, Subscription.secret, Delivery.payload,
-                   Delivery.attempts, Delivery.created_at)
-            .join(Subscription, Subscription.id == Delivery.subscription_id)
-            .where(due, Subscription.status == "active")
-            .order_by(Delivery.next_attempt_at, Delivery.created_at)
-            .limit(limit)
-        )
-        if conn.dialect.name == "postgresql":
-            query = query.with_for_update(of=Delivery.__table__, skip_locked=True)
-        room: dict[UUID, int] = {}
-        chosen: list[Claimed] = []
-        for row in conn.execute(query):
-            left = room.setdefault(row.subscription_id, capacity(row.subscription_id))
-            if left <= 0:
-                continue
-            room[row.subscription_id] = left - 1
-            chosen.append(Claimed(row.id, row.subscription_id, row.url, row.secret, row.payload, row.attempts,
-                                  row.created_at))
-        if chosen:
-            conn.execute(
-                update(Delivery).where(Delivery.id.in_([c.id for c in chosen]), due)
-                .values(lease_until=now + policy.lease)
-            )
-    return chosen
+        rows = list(conn.execute(stmt).all())
+        if not rows:
+            return []
+        targets = {
+            t.id: (t.url, t.secret)
+            for t in conn.execute(select(Subscription.id, Subscription.url, Subscription.secret).where(
+                Subscription.id.in_(sorted({r.subscription_id for r in rows})), Subscription.status == "active"))
+        }
+    rows.sort(key=lambda r: (r.next_attempt_at, r.created_at, r.seq))
+    return [
+        Claimed(r.id, r.subscription_id, *targets[r.subscription_id], r.payload, r.attempts, r.created_at,
+                token, until)
+        for r in rows if r.subscription_id in targets
+    ]
+
+
+def release(engine: Engine, ids: Sequence[UUID], token: UUID) -> None:
+    """Give leased deliveries back (a buffer spilled, or shutting down): due again at once for anyone."""
+    if not ids:
+        return
+    with engine.begin() as conn:
+        conn.execute(update(DELIVERY).where(DELIVERY.c.id.in_(list(ids)), DELIVERY.c.lease_token == token)
+                     .values(lease_until=None, lease_token=None))
 
 
 def record(engine: Engine, results: Sequence[Result], policy: Policy) -> list[Recorded]:
-    """Book a batch of attempt results in one transaction (successes in bulk, the rest one by one)."""
+    """Book a batch of attempt results in one transaction, in bulk: log, successes, retries; then the rare rest."""
     booked: list[Recorded] = []
     with engine.begin() as conn:
         conn.execute(insert(DeliveryAttempt), [
@@ -125,38 +167,70 @@ def record(engine: Engine, results: Sequence[Result], policy: Policy) -> list[Re
         ])
         ok = [r for r in results if r.ok]
         if ok:
-            table = cast(Table, Delivery.__table__)
-            conn.execute(
-                update(table).where(table.c.id == bindparam("b_id")).values(
-                    status="succeeded", completed_at=bindparam("b_at"), attempts=bindparam("b_attempts"),
-                    lease_until=None, last_status_code=bindparam("b_code"), last_error=None),
-                [{"b_id": r.delivery.id, "b_at": r.at, "b_attempts": r.delivery.attempts + 1,
-                  "b_code": r.status_code} for r in ok],
-            )
+            _bulk_update(conn, ok, lambda r: {
+                "status": "succeeded", "completed_at": r.at, "attempts": r.delivery.attempts + 1,
+                "lease_until": None, "lease_token": None, "last_status_code": r.status_code, "last_error": None,
+            })
             subs = sorted({r.delivery.subscription_id for r in ok})
             conn.execute(update(Subscription).where(Subscription.id.in_(subs), Subscription.consecutive_failures != 0)
                          .values(consecutive_failures=0))
             booked.extend(Recorded(r, "succeeded") for r in ok)
-        booked.extend(Recorded(r, _book_failure(conn, r, policy)) for r in results if not r.ok)
+        retrying: list[tuple[Result, datetime]] = []
+        final: list[Result] = []
+        for r in results:
+            if r.ok:
+                continue
+            delay = None if r.status_code == GONE else policy.next_delay(r.delivery.attempts + 1, r.retry_after_s)
+            if delay is None:
+                final.append(r)
+            else:
+                retrying.append((r, r.at + timedelta(seconds=delay)))
+        if retrying:
+            later = {r.delivery.id: when for r, when in retrying}
+            _bulk_update(conn, [r for r, _ in retrying], lambda r: {
+                "next_attempt_at": later[r.delivery.id], "attempts": r.delivery.attempts + 1,
+                "lease_until": None, "lease_token": None, "last_status_code": r.status_code, "last_error": r.error,
+            })
+            booked.extend(Recorded(r, "retrying", when) for r, when in retrying)
+        booked.extend(Recorded(r, _book_final(conn, r, policy)) for r in final)
     return booked
 
 
-def _book_failure(conn: Connection, result: Result, policy: Policy) -> str:
+def _bulk_update(conn: Connection, results: Iterable[Result], values: Any) -> None:
+    """One executemany per statement shape: rows leased under a token are changed only while it holds."""
+    leased = [r for r in results if r.delivery.lease_token is not None]
+    free = [r for r in results if r.delivery.lease_token is None]
+    for group, conditional in ((leased, True), (free, False)):
+        if not group:
+            continue
+        params = [{f"b_{k}": v for k, v in values(r).items()} | {"b_id": r.delivery.id,
+                                                                 "b_token": r.delivery.lease_token}
+                  for r in group]
+        names = [k.removeprefix("b_") for k in params[0] if k not in ("b_id", "b_token")]
+        where = [DELIVERY.c.id == bindparam("b_id")]
+        if conditional:
+            where.append(DELIVERY.c.lease_token == bindparam("b_token"))
+        else:
+            for p in params:
+                del p["b_token"]
+        conn.execute(update(DELIVERY).where(*where).values({n: bindparam(f"b_{n}") for n in names}), params)
+
+
+def _book_final(conn: Connection, result: Result, policy: Policy) -> str:
+    """A 410 or an exhausted delivery: fail it (if the lease still holds) and maybe disable the subscription."""
     delivery = result.delivery
-    attempts = delivery.attempts + 1
-    common = {"attempts": attempts, "lease_until": None, "last_status_code": result.status_code,
-              "last_error": result.error}
-    this = Delivery.id == delivery.id
+    this = [DELIVERY.c.id == delivery.id]
+    if delivery.lease_token is not None:
+        this.append(DELIVERY.c.lease_token == delivery.lease_token)
+    changed = conn.execute(update(DELIVERY).where(*this).values(
+        status="failed", completed_at=result.at, attempts=delivery.attempts + 1, lease_until=None, lease_token=None,
+        last_status_code=result.status_code, last_error=result.error,
+    )).rowcount
+    if not changed:
+        return "stale"
     if result.status_code == GONE:
-        conn.execute(update(Delivery).where(this).values(status="failed", completed_at=result.at, **common))
         disable(conn, delivery.subscription_id, result.at, "the endpoint answered 410 Gone")
         return "gone"
-    delay = policy.next_delay(attempts, result.retry_after_s)
-    if delay is not None:
-        later = result.at + timedelta(seconds=delay)
-        conn.execute(update(Delivery).where(this).values(next_attempt_at=later, **common))
-        return "retrying"
-    conn.execute(update(Delivery).where(this).values(status="failed", completed_at=result.at, **common))
     failures = conn.execute(
         update(Subscription).where(Subscription.id == delivery.subscription_id)
         .values(consecutive_failures=Subscription.consecutive_failures + 1)
@@ -175,9 +249,17 @@ def disable(conn: Connection, subscription_id: UUID, at: datetime, reason: str) 
     )
     conn.execute(
         update(Delivery).where(Delivery.subscription_id == subscription_id, Delivery.status == "pending")
-        .values(status="cancelled", completed_at=at, lease_until=None,
+        .values(status="cancelled", completed_at=at, lease_until=None, lease_token=None,
                 last_error=f"subscription disabled: {reason}")
     )
+
+
+def active_subscriptions(engine: Engine) -> dict[UUID, tuple[str, str]]:
+    """Active subscriptions: id -> (url, secret)."""
+    with engine.connect() as conn:
+        rows = conn.execute(select(Subscription.id, Subscription.url, Subscription.secret)
+                            .where(Subscription.status == "active"))
+        return {row.id: (row.url, row.secret) for row in rows}
 
 
 def depth(engine: Engine) -> tuple[int, int]:
@@ -193,3 +275,4 @@ def next_due(engine: Engine) -> datetime | None:
     """When the earliest pending delivery becomes due."""
     with engine.connect() as conn:
         return conn.execute(select(func.min(Delivery.next_attempt_at)).where(Delivery.status == "pending")).scalar()
+

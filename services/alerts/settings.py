@@ -68,6 +68,10 @@ class AlertsSettings(CommonSettings):
         default=16, ge=1, validation_alias="ACCORDWATCH_WEBHOOK_ENDPOINT_CONCURRENCY",
         description="Requests in flight per subscription; a slow endpoint only ever holds its own.",
     )
+    endpoint_buffer: int = Field(
+        default=64, ge=0, validation_alias="ACCORDWATCH_WEBHOOK_ENDPOINT_BUFFER",
+        description="Fresh deliveries a subscription may hold in memory beyond its lanes; the rest wait in the outbox.",
+    )
     disable_after_failures: int = Field(
         default=5, ge=1, validation_alias="ACCORDWATCH_WEBHOOK_DISABLE_AFTER",
         description="Consecutive deliveries that exhausted their retries before a subscription is disabled.",

@@ -26,6 +26,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from schemas.envelope import Event
 from schemas.registry import parse_event_json
 from services.alerts.engine import Context, Current, Desired, Transition, evaluate, on_time, transitions
+from services.alerts.outbox import Claimed
 from services.alerts.rules import RuleSet
 from services.alerts.tables import (
     Alert,
@@ -109,6 +110,15 @@ def load_subscriptions(conn: Connection, *where: Any) -> list[SubscriptionRow]:
 
 
 @dataclass(slots=True)
+class Handoff:
+    """Room per subscription for deliveries the alert transaction leases straight to the dispatcher."""
+
+    token: UUID
+    lease_until: datetime
+    room: dict[UUID, int]
+
+
+@dataclass(slots=True)
 class Outcome:
     """What one batch or tick changed."""
 
@@ -120,6 +130,13 @@ class Outcome:
     suppressed: int = 0
     deliveries: int = 0
     failed_subjects: list[str] = field(default_factory=list)
+    handed: list[Claimed] = field(default_factory=list)
+    """Deliveries written leased to the dispatcher, in write order: it sends them from memory."""
+    spilled: set[UUID] = field(default_factory=set)
+    """Subscriptions with deliveries written unleased: the dispatcher claims them from the database."""
+    written: int = 0
+    rows: list[dict[str, Any]] = field(default_factory=list, repr=False)
+    """Outbox rows to insert at the end of the transaction, in one statement."""
 
 
 def insert_for(conn: Connection, table: Any) -> Any:
@@ -159,8 +176,12 @@ class AlertStore:
 
     # -- events ------------------------------------------------------------------------------
 
-    def apply(self, batch: Sequence[Consumed], now: datetime) -> Outcome:
-        """Apply a batch of records: new events, alert transitions, outbox rows, offsets."""
+    def apply(self, batch: Sequence[Consumed], now: datetime, handoff: Handoff | None = None) -> Outcome:
+        """Apply a batch of records: new events, alert transitions, outbox rows, offsets.
+
+        With a `handoff`, outbox rows within its room are written leased to the dispatcher
+        and listed in the outcome, so they are sent without being claimed.
+        """
         outcome = Outcome()
         with self.engine.begin() as conn:
             new = self._insert_events(conn, batch, now, outcome)
@@ -175,12 +196,15 @@ class AlertStore:
                 )
                 for subject, state in states.items():
                     # One subject's failure (a rule bug, bad data) must not stop the others or the stream.
+                    handed, rows = len(outcome.handed), len(outcome.rows)
                     try:
                         with conn.begin_nested():
-                            self._evaluate(conn, state, by_subject[subject], known, subs, now, outcome)
+                            self._evaluate(conn, state, by_subject[subject], known, subs, now, outcome, handoff)
                     except Exception:
                         log.exception("evaluating the rules for %s failed; its alerts are skipped", subject)
                         outcome.failed_subjects.append(subject)
+                        del outcome.handed[handed:], outcome.rows[rows:]  # rolled back with the savepoint
+                _insert_deliveries(conn, outcome)
             _save_offsets(conn, batch, now)
         return outcome
 
@@ -236,7 +260,7 @@ class AlertStore:
 
     def _evaluate(
         self, conn: Connection, state: SubjectState, new: list[Event], known: frozenset[str],
-        subs: list[SubscriptionRow], now: datetime, outcome: Outcome,
+        subs: list[SubscriptionRow], now: datetime, outcome: Outcome, handoff: Handoff | None,
     ) -> None:
         existing = {row.fingerprint: row for row in load_alerts(conn, Alert.subject == state.subject)}
         firing: dict[str, set[str]] = defaultdict(set)
@@ -262,7 +286,7 @@ class AlertStore:
                         summary=desired.summary, details=desired.details, updated_at=now))
                     row.summary, row.details = desired.summary, desired.details
             for step in steps:
-                self._record(conn, row, step, now, subs, outcome)
+                self._record(conn, row, step, now, subs, outcome, handoff)
             if row.state == "firing":
                 self._schedule(conn, row.fingerprint, desired, now)
 
@@ -291,7 +315,7 @@ class AlertStore:
 
     def _record(
         self, conn: Connection, row: AlertRow, step: Transition, now: datetime,
-        subs: list[SubscriptionRow], outcome: Outcome,
+        subs: list[SubscriptionRow], outcome: Outcome, handoff: Handoff | None = None,
     ) -> None:
         """One transition: alert state, a notification (once), outbox rows for the subscribers."""
         if step.state == "resolved" and row.state != "resolved":
@@ -319,15 +343,26 @@ class AlertStore:
             outcome.suppressed += 1
             return
         affects = row.details.get("affects") or ([row.details["agreement"]] if row.details.get("agreement") else [])
-        deliveries = [
-            {"id": uuid.uuid5(note_id, str(sub.id)), "subscription_id": sub.id, "notification_id": note_id,
-             "type": step.webhook_type, "payload": payload, "status": "pending", "attempts": 0,
-             "next_attempt_at": now, "lease_until": None, "created_at": now}
-            for sub in subs if matches(sub, row.rule, row.severity, row.subject, affects)
-        ]
-        if deliveries:
-            conn.execute(insert_for(conn, Delivery.__table__).on_conflict_do_nothing(), deliveries)
-            outcome.deliveries += len(deliveries)
+        for sub in subs:
+            if not matches(sub, row.rule, row.severity, row.subject, affects):
+                continue
+            delivery_id = uuid.uuid5(note_id, str(sub.id))
+            leased = handoff is not None and handoff.room.get(sub.id, 0) > 0
+            if handoff is not None and leased:
+                handoff.room[sub.id] -= 1
+                outcome.handed.append(Claimed(delivery_id, sub.id, sub.url, sub.secret, payload, 0, now,
+                                              handoff.token, handoff.lease_until))
+            else:
+                outcome.spilled.add(sub.id)
+            outcome.rows.append({
+                "id": delivery_id, "subscription_id": sub.id, "notification_id": note_id,
+                "type": step.webhook_type, "payload": payload, "status": "pending", "attempts": 0,
+                "next_attempt_at": now, "created_at": now, "seq": outcome.written,
+                "lease_until": handoff.lease_until if leased and handoff else None,
+                "lease_token": handoff.token if leased and handoff else None,
+            })
+            outcome.written += 1
+            outcome.deliveries += 1
 
     # -- the clock ---------------------------------------------------------------------------
 
@@ -358,6 +393,7 @@ class AlertStore:
                                      .values(status=status, done_at=now))
                 for step in steps:
                     self._record(conn, row, step, now, subs, outcome)
+            _insert_deliveries(conn, outcome)
         return outcome
 
     def next_timer(self) -> datetime | None:
@@ -407,6 +443,13 @@ def _insert_alert(conn: Connection, d: Desired, now: datetime) -> AlertRow:
     }
     conn.execute(ALERT.insert(), values)
     return AlertRow(**values)
+
+
+def _insert_deliveries(conn: Connection, outcome: Outcome) -> None:
+    """The transaction's outbox rows in one statement (new notifications only, so new ids)."""
+    if outcome.rows:
+        conn.execute(insert_for(conn, Delivery.__table__).on_conflict_do_nothing(), outcome.rows)
+        outcome.rows = []
 
 
 def _subscriptions(conn: Connection) -> list[SubscriptionRow]:

@@ -158,6 +158,10 @@ class Delivery(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime]
     lease_until: Mapped[datetime | None]
+    lease_token: Mapped[UUID | None] = mapped_column(Uuid)
+    """Which dispatcher holds the lease: a booking counts only while its token still holds it."""
+    seq: Mapped[int] = mapped_column(BigInteger, default=0)
+    """Write order among rows created at the same instant (dispatch order is due time, creation, seq)."""
     last_status_code: Mapped[int | None] = mapped_column(Integer)
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime]
@@ -166,6 +170,7 @@ class Delivery(Base):
     __table_args__ = (
         Index("ix_deliveries_status_next", "status", "next_attempt_at"),
         Index("ix_deliveries_subscription_created", "subscription_id", "created_at"),
+        Index("ix_deliveries_claim", "subscription_id", "status", "next_attempt_at"),
     )
 
 

@@ -4,20 +4,22 @@ One faust app (consumer group `accordwatch-alerts`) with:
 - an agent taking batches from `accordwatch.events` and applying each in one transaction
   (`AlertStore.apply`: alert transitions, notifications, outbox rows, offsets);
 - a timer acting on due reminders, deadlines and expiries (`AlertStore.tick`);
-- a long-running task delivering the outbox (`Dispatcher`), woken as soon as a batch or
-  tick wrote deliveries;
+- a long-running task delivering the outbox (`Dispatcher`): each batch hands the deliveries
+  it wrote (leased to it in the same transaction) straight to per-subscriber lanes;
+- one thread for every alert-store call, so the worker's transactions never wait on each
+  other's write lock;
 - faust's web server serving /metrics (faust's Prometheus sensor plus ours).
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 import faust
+import mode.loop
 from faust.sensors.prometheus import setup_prometheus_sensors
 from faust.types import TP, EventT
 from sqlalchemy.exc import SQLAlchemyError
@@ -25,11 +27,13 @@ from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
 
 from schemas.cloudevents import UndecodableRecord, from_record
 from services.alerts import metrics, outbox, statements
-from services.alerts.delivery import Dispatcher, Sender
+from services.alerts.delivery import Sender
+from services.alerts.dispatcher import Dispatcher
 from services.alerts.egress import EgressPolicy
 from services.alerts.migrate import upgrade
 from services.alerts.rules import RuleSet, RulesFileError, load_rules
 from services.alerts.settings import AlertsSettings
+from services.alerts.statements import StoreThread
 from services.alerts.store import AlertStore, Consumed, Outcome
 from services.platform.db import make_engine
 
@@ -66,10 +70,12 @@ class AlertsWorker:
             notify_max_age=timedelta(seconds=settings.notify_max_age_s),
             late_after=timedelta(seconds=settings.late_after_s),
         )
-        self.sender = Sender(EgressPolicy(settings.allow_list), settings.delivery_timeout_s, clock)
+        self.db = StoreThread()
+        self.sender = Sender(EgressPolicy(settings.allow_list), settings.delivery_timeout_s, clock,
+                             pool_size=settings.endpoint_concurrency)
         self.dispatcher = Dispatcher(
             self.engine, self.sender, delivery_policy(settings),
-            concurrency=settings.endpoint_concurrency, clock=clock,
+            concurrency=settings.endpoint_concurrency, buffer=settings.endpoint_buffer, clock=clock, db=self.db,
         )
         data_dir = settings.home / "faust" / settings.consumer_group
         data_dir.mkdir(parents=True, exist_ok=True)
@@ -120,24 +126,31 @@ class AlertsWorker:
                 metrics.DLQ_RECORDS.labels(exc.kind).inc()
                 event = None
             consumed.append(Consumed(message.topic, message.partition, message.offset, event))
-        async for attempt in AsyncRetrying(
-            retry=retry_if_exception_type(SQLAlchemyError), wait=wait_exponential(0.1, max=10),
-            before_sleep=lambda state: log.warning("applying a batch failed (%s); retrying", state.outcome),
-            reraise=True,
-        ):
-            with attempt, statements.role("apply"):  # a database hiccup retries the whole batch; it is idempotent
-                outcome = await asyncio.to_thread(self.store.apply, consumed, self.clock())
+        handoff, reserved = self.dispatcher.reserve()
+        outcome: Outcome | None = None
+        try:
+            async for attempt in AsyncRetrying(
+                retry=retry_if_exception_type(SQLAlchemyError), wait=wait_exponential(0.1, max=10),
+                before_sleep=lambda state: log.warning("applying a batch failed (%s); retrying", state.outcome),
+                reraise=True,
+            ):
+                with attempt:  # a database hiccup (locked, failover) retries the whole batch; it is idempotent
+                    handoff.room = dict(reserved)
+                    outcome = await self.db.run("apply", self.store.apply, consumed, self.clock(), handoff)
+        finally:
+            self.dispatcher.accept(reserved, outcome)
+        assert outcome is not None
         metrics.EVENTS_APPLIED.inc(outcome.new_events)
         metrics.EVALUATION_ERRORS.inc(len(outcome.failed_subjects))
         self._count(outcome)
 
     async def _tick(self) -> None:
         try:
-            with statements.role("tick"):
-                outcome = await asyncio.to_thread(self.store.tick, self.clock())
+            outcome = await self.db.run("tick", self.store.tick, self.clock())
         except Exception:  # the clock must keep ticking; the next tick retries
             log.exception("acting on due timers failed")
             return
+        self.dispatcher.accept({}, outcome)
         self._count(outcome)
 
     def _count(self, outcome: Outcome) -> None:
@@ -145,8 +158,6 @@ class AlertsWorker:
             metrics.FIRED.labels(rule, severity).inc()
         metrics.NOTIFICATIONS.labels("true").inc(outcome.notifications - outcome.suppressed)
         metrics.NOTIFICATIONS.labels("false").inc(outcome.suppressed)
-        if outcome.deliveries:
-            self.dispatcher.wake()
 
     async def _deliver(self) -> None:
         await self.sender.start()
@@ -157,16 +168,15 @@ class AlertsWorker:
 
     async def _refresh_gauges(self) -> None:
         try:
-            with statements.role("gauges"):
-                await self._gauges()
+            await self._gauges()
         except Exception:  # metrics must never take the worker down
             log.exception("refreshing alerts gauges failed")
 
     async def _gauges(self) -> None:
-        counts = await asyncio.to_thread(self.store.firing_counts)
+        counts = await self.db.run("gauges", self.store.firing_counts)
         for rule in self.store.rules.rules:
             metrics.FIRING.labels(rule.id, rule.severity).set(counts.get((rule.id, rule.severity), 0))
-        pending, disabled = await asyncio.to_thread(outbox.depth, self.engine)
+        pending, disabled = await self.db.run("gauges", outbox.depth, self.engine)
         metrics.OUTBOX_DEPTH.set(pending)
         metrics.SUBSCRIPTIONS_DISABLED.set(disabled)
         consumer = self.app.consumer
@@ -174,7 +184,7 @@ class AlertsWorker:
             assignment = consumer.assignment()
         except Exception:
             return
-        positions = await asyncio.to_thread(self.store.positions, self.settings.events_topic)
+        positions = await self.db.run("gauges", self.store.positions, self.settings.events_topic)
         for tp in assignment:
             if tp.topic != self.settings.events_topic:
                 continue
@@ -190,6 +200,7 @@ def main() -> None:
         rules = load_rules(settings.rules_file)
     except RulesFileError as exc:  # a bad file stops the service, naming the line
         raise SystemExit(f"accordwatch alerts: {exc}") from None
+    mode.loop.use("uvloop")
     worker = AlertsWorker(settings, rules)
     faust.Worker(worker.app, loglevel=settings.log_level.replace("warning", "warn")).execute_from_commandline()
 

@@ -151,17 +151,18 @@ def test_outbox_retries_on_schedule_honours_retry_after_and_gives_up(engine: Eng
                            "data": {"requested_by": "DHS", "court": "SCOTUS"}})
     assert store.apply([Consumed("events", 0, 0, request)], now).deliveries == 1
     policy = outbox.Policy(schedule=(0, 5, 60), disable_after=1, max_retry_after_s=600, lease=timedelta(seconds=40))
-    [claimed] = outbox.claim(engine, now, lambda _: 4, policy)
-    assert outbox.claim(engine, now, lambda _: 4, policy) == [], "a leased delivery is not claimed twice"
+    token = uuid.uuid4()
+    [claimed] = outbox.claim(engine, now, {sub: 4}, policy, token)
+    assert outbox.claim(engine, now, {sub: 4}, policy, token) == [], "a leased delivery is not claimed twice"
     [booked] = outbox.record(engine, [outbox.Result(claimed, now, 500, "HTTP 500", 3.0)], policy)
     assert booked.outcome == "retrying"
-    assert outbox.claim(engine, now + timedelta(seconds=4), lambda _: 4, policy) == []
-    [second] = outbox.claim(engine, now + timedelta(seconds=5), lambda _: 4, policy)
+    assert outbox.claim(engine, now + timedelta(seconds=4), {sub: 4}, policy, token) == []
+    [second] = outbox.claim(engine, now + timedelta(seconds=5), {sub: 4}, policy, token)
     [booked] = outbox.record(engine, [outbox.Result(second, now + timedelta(seconds=5), 503, "HTTP 503", 1.0,
                                                     retry_after_s=120)], policy)
     assert booked.outcome == "retrying"
-    assert outbox.claim(engine, now + timedelta(seconds=66), lambda _: 4, policy) == [], "Retry-After beats 60 s"
-    [third] = outbox.claim(engine, now + timedelta(seconds=126), lambda _: 4, policy)
+    assert outbox.claim(engine, now + timedelta(seconds=66), {sub: 4}, policy, token) == [], "Retry-After beats 60 s"
+    [third] = outbox.claim(engine, now + timedelta(seconds=126), {sub: 4}, policy, token)
     [booked] = outbox.record(engine, [outbox.Result(third, now + timedelta(seconds=126), None, "timeout", 1.0)], policy)
     assert booked.outcome == "failed"
     with engine.connect() as conn:
