@@ -374,7 +374,10 @@ def run_store(store: str, args: argparse.Namespace, out: dict[str, Any]) -> None
         stack.stop()
         if postgres is not None:
             postgres.stop()
-        shutil.rmtree(home, ignore_errors=True)
+        if args.keep_home:
+            print(f"kept {home}")
+        else:
+            shutil.rmtree(home, ignore_errors=True)
 
 
 def _wait_for_attempts(metrics_url: str, before: dict[str, float], want: int, until: float) -> float | None:
@@ -422,6 +425,7 @@ def main() -> None:
     parser.add_argument("--catchup-hold", type=float, default=60.0,
                         help="seconds from the start of the catch-up phase to the moment every delivery falls due")
     parser.add_argument("--py-spy", type=Path, default=None, help="record py-spy raw profiles of the worker here")
+    parser.add_argument("--keep-home", action="store_true", help="keep the stack's folder (logs) afterwards")
     parser.add_argument("--label", default="", help="a word for the results file (e.g. before, after)")
     args = parser.parse_args()
     results: dict[str, Any] = {

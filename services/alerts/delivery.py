@@ -97,7 +97,7 @@ class Sender:
             assert self._session is not None, "Sender.start() first"
             return self._session
         session = self._pools.get(pool)
-        if session is None:
+        if session is None or session.closed:
             session = self._pools[pool] = self._new_session(self.pool_size)
         return session
 

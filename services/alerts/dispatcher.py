@@ -19,7 +19,7 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from uuid import UUID
 
@@ -117,6 +117,8 @@ class Dispatcher:
         return lane
 
     def _pump(self, lane: Lane) -> None:
+        if not lane.active:
+            return
         now = self.clock()
         for delivery in lane.take(now, self.margin):
             task = asyncio.create_task(self._send(lane, delivery))
@@ -171,6 +173,9 @@ class Dispatcher:
         return max(0.0, min(self.idle_poll_s, (min(dues) - now).total_seconds()))
 
     async def _claim_forever(self) -> None:
+        await _guarded("claiming deliveries", self._claim_loop)
+
+    async def _claim_loop(self) -> None:
         swept = time.monotonic()
         while True:
             with contextlib.suppress(TimeoutError):
@@ -200,7 +205,10 @@ class Dispatcher:
             for delivery in claimed:
                 got.setdefault(delivery.subscription_id, []).append(delivery)
             for sid, n in asks.items():
-                lane = self.lanes[sid]
+                claimer = self.lanes.get(sid)
+                if claimer is None:  # closed while the claim ran; its rows were cancelled with it
+                    continue
+                lane = claimer
                 mine = got.get(sid, [])
                 lane.offer(mine)
                 if len(mine) < n:
@@ -210,6 +218,9 @@ class Dispatcher:
                 self._pump(lane)
 
     async def _book_forever(self) -> None:
+        await _guarded("booking deliveries", self._book_loop)
+
+    async def _book_loop(self) -> None:
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._book_wake.wait(), self.book_every_s)
@@ -273,3 +284,15 @@ class Dispatcher:
                 if not lane.in_flight:
                     del self.lanes[sid]
                     await self.sender.drop(sid)
+
+
+async def _guarded(what: str, loop: Callable[[], Awaitable[None]]) -> None:
+    """Run a dispatcher loop; a bug in it is logged and the loop starts again, the worker goes on."""
+    while True:
+        try:
+            await loop()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("%s failed; starting again", what)
+            await asyncio.sleep(1.0)

@@ -26,6 +26,7 @@ from sqlalchemy import (
     bindparam,
     func,
     insert,
+    literal,
     or_,
     select,
     union_all,
@@ -124,8 +125,12 @@ def claim(engine: Engine, now: datetime, asks: Mapping[UUID, int], policy: Polic
     ]
     chosen = arms[0] if len(arms) == 1 else union_all(*arms)
     until = now + policy.lease
+    # Re-checked on the row itself (another dispatcher may have leased it meanwhile), written so
+    # that no planner takes the status index for it: the chosen ids are looked up by key.
+    still_due = and_((DELIVERY.c.status + literal("")) == "pending",
+                     or_(DELIVERY.c.lease_until.is_(None), DELIVERY.c.lease_until < now))
     stmt = (
-        update(DELIVERY).where(DELIVERY.c.id.in_(chosen), due(now))
+        update(DELIVERY).where(DELIVERY.c.id.in_(chosen), still_due)
         .values(lease_until=until, lease_token=token)
         .returning(DELIVERY.c.id, DELIVERY.c.subscription_id, DELIVERY.c.payload, DELIVERY.c.attempts,
                    DELIVERY.c.created_at, DELIVERY.c.next_attempt_at, DELIVERY.c.seq)

@@ -170,7 +170,7 @@ class Delivery(Base):
     __table_args__ = (
         Index("ix_deliveries_status_next", "status", "next_attempt_at"),
         Index("ix_deliveries_subscription_created", "subscription_id", "created_at"),
-        Index("ix_deliveries_claim", "subscription_id", "status", "next_attempt_at"),
+        Index("ix_deliveries_claim", "subscription_id", "status", "next_attempt_at", "created_at", "seq"),
     )
 
 

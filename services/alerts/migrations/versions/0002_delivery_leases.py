@@ -22,7 +22,8 @@ def upgrade() -> None:
     with op.batch_alter_table('deliveries', schema=None) as batch_op:
         batch_op.add_column(sa.Column('lease_token', sa.Uuid(), nullable=True))
         batch_op.add_column(sa.Column('seq', sa.BigInteger(), nullable=False, server_default='0'))
-        batch_op.create_index('ix_deliveries_claim', ['subscription_id', 'status', 'next_attempt_at'], unique=False)
+        batch_op.create_index('ix_deliveries_claim', ['subscription_id', 'status', 'next_attempt_at', 'created_at', 'seq'],
+                              unique=False)
     with op.batch_alter_table('deliveries', schema=None) as batch_op:
         batch_op.alter_column('seq', server_default=None)
 
