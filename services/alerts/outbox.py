@@ -12,7 +12,7 @@ schedule, `Retry-After`, 410 Gone and repeated failure applied here.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
@@ -50,7 +50,8 @@ class Claimed:
     payload: str
     attempts: int
     created_at: datetime
-    lease_token: UUID | None = None
+    lease: UUID | None = None
+    """The token of the lease this delivery is held under (None: sent outside the leases, e.g. a test ping)."""
     lease_until: datetime | None = None
 
 
@@ -72,7 +73,11 @@ class Result:
 
 @dataclass(frozen=True, slots=True)
 class Recorded:
-    """How a result was booked: `succeeded`, `retrying`, `failed`, `gone`, or `stale` (the lease was lost)."""
+    """How a result was booked: `succeeded`, `retrying`, `failed`, `gone`, or `stale` (its lease was taken).
+
+    Retries are booked in bulk: one whose lease was taken meanwhile is left alone and still
+    reported `retrying`.
+    """
 
     result: Result
     outcome: str
@@ -172,10 +177,13 @@ def record(engine: Engine, results: Sequence[Result], policy: Policy) -> list[Re
         ])
         ok = [r for r in results if r.ok]
         if ok:
-            _bulk_update(conn, ok, lambda r: {
-                "status": "succeeded", "completed_at": r.at, "attempts": r.delivery.attempts + 1,
-                "lease_until": None, "lease_token": None, "last_status_code": r.status_code, "last_error": None,
-            })
+            conn.execute(
+                update(DELIVERY).where(DELIVERY.c.id == bindparam("b_id"), DELIVERY.c.status != "succeeded").values(
+                    status="succeeded", completed_at=bindparam("b_at"), attempts=bindparam("b_attempts"),
+                    lease_until=None, lease_token=None, last_status_code=bindparam("b_code"), last_error=None),
+                [{"b_id": r.delivery.id, "b_at": r.at, "b_attempts": r.delivery.attempts + 1,
+                  "b_code": r.status_code} for r in ok],
+            )
             subs = sorted({r.delivery.subscription_id for r in ok})
             conn.execute(update(Subscription).where(Subscription.id.in_(subs), Subscription.consecutive_failures != 0)
                          .values(consecutive_failures=0))
@@ -190,44 +198,34 @@ def record(engine: Engine, results: Sequence[Result], policy: Policy) -> list[Re
                 final.append(r)
             else:
                 retrying.append((r, r.at + timedelta(seconds=delay)))
-        if retrying:
-            later = {r.delivery.id: when for r, when in retrying}
-            _bulk_update(conn, [r for r, _ in retrying], lambda r: {
-                "next_attempt_at": later[r.delivery.id], "attempts": r.delivery.attempts + 1,
-                "lease_until": None, "lease_token": None, "last_status_code": r.status_code, "last_error": r.error,
-            })
-            booked.extend(Recorded(r, "retrying", when) for r, when in retrying)
+        for held, group in ((True, [x for x in retrying if x[0].delivery.lease is not None]),
+                            (False, [x for x in retrying if x[0].delivery.lease is None])):
+            if not group:
+                continue
+            token = DELIVERY.c.lease_token == bindparam("b_token") if held else DELIVERY.c.lease_token.is_(None)
+            conn.execute(
+                update(DELIVERY).where(DELIVERY.c.id == bindparam("b_id"), DELIVERY.c.status == "pending", token)
+                .values(next_attempt_at=bindparam("b_next"), attempts=bindparam("b_attempts"), lease_until=None,
+                        lease_token=None, last_status_code=bindparam("b_code"), last_error=bindparam("b_error")),
+                [{"b_id": r.delivery.id, "b_next": when, "b_attempts": r.delivery.attempts + 1,
+                  "b_code": r.status_code, "b_error": r.error} | ({"b_token": r.delivery.lease} if held else {})
+                 for r, when in group],
+            )
+        booked.extend(Recorded(r, "retrying", when) for r, when in retrying)
         booked.extend(Recorded(r, _book_final(conn, r, policy)) for r in final)
     return booked
 
 
-def _bulk_update(conn: Connection, results: Iterable[Result], values: Any) -> None:
-    """One executemany per statement shape: rows leased under a token are changed only while it holds."""
-    leased = [r for r in results if r.delivery.lease_token is not None]
-    free = [r for r in results if r.delivery.lease_token is None]
-    for group, conditional in ((leased, True), (free, False)):
-        if not group:
-            continue
-        params = [{f"b_{k}": v for k, v in values(r).items()} | {"b_id": r.delivery.id,
-                                                                 "b_token": r.delivery.lease_token}
-                  for r in group]
-        names = [k.removeprefix("b_") for k in params[0] if k not in ("b_id", "b_token")]
-        where = [DELIVERY.c.id == bindparam("b_id")]
-        if conditional:
-            where.append(DELIVERY.c.lease_token == bindparam("b_token"))
-        else:
-            for p in params:
-                del p["b_token"]
-        conn.execute(update(DELIVERY).where(*where).values({n: bindparam(f"b_{n}") for n in names}), params)
+def _held(delivery: Claimed) -> Any:
+    """The row is still pending and under the lease the delivery was sent with."""
+    token = DELIVERY.c.lease_token.is_(None) if delivery.lease is None else DELIVERY.c.lease_token == delivery.lease
+    return and_(DELIVERY.c.id == delivery.id, DELIVERY.c.status == "pending", token)
 
 
 def _book_final(conn: Connection, result: Result, policy: Policy) -> str:
     """A 410 or an exhausted delivery: fail it (if the lease still holds) and maybe disable the subscription."""
     delivery = result.delivery
-    this = [DELIVERY.c.id == delivery.id]
-    if delivery.lease_token is not None:
-        this.append(DELIVERY.c.lease_token == delivery.lease_token)
-    changed = conn.execute(update(DELIVERY).where(*this).values(
+    changed = conn.execute(update(DELIVERY).where(_held(delivery)).values(
         status="failed", completed_at=result.at, attempts=delivery.attempts + 1, lease_until=None, lease_token=None,
         last_status_code=result.status_code, last_error=result.error,
     )).rowcount

@@ -69,7 +69,7 @@ def test_the_alert_transaction_leases_what_fits_and_leaves_the_rest_to_claims(en
     token = uuid.uuid4()
     outcome = alerts(store, 5, now, Handoff(token, now + POLICY.lease, {roomy: 3, full: 0}))
     assert [d.subscription_id for d in outcome.handed] == [roomy] * 3
-    assert all(d.lease_token == token and d.url.endswith(roomy.hex) for d in outcome.handed)
+    assert all(d.lease == token and d.url.endswith(roomy.hex) for d in outcome.handed)
     assert outcome.spilled == {roomy, full}
     assert leased(engine, roomy, now) == 3
     assert leased(engine, full, now) == 0
