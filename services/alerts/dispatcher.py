@@ -104,6 +104,12 @@ class Dispatcher:
         if outcome.spilled:
             self._claim_wake.set()
 
+    def held(self) -> tuple[int, int]:
+        """(deliveries leased to this dispatcher, subscriptions whose backlog waits in the outbox)."""
+        lanes = self.lanes.values()
+        return (sum(len(lane.ready) + lane.in_flight + lane.unbooked for lane in lanes),
+                sum(1 for lane in lanes if lane.spilled))
+
     def wake(self) -> None:
         """Something may be due now that this process did not write (a tick, an API retry)."""
         self._claim_wake.set()

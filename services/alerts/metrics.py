@@ -42,3 +42,9 @@ DB_TRANSACTIONS = Counter(
     "accordwatch_alerts_db_transactions_total", "Transactions begun on the alert store, by the work that began them",
     ["role"],
 )
+WEBHOOKS_IN_MEMORY = Gauge(
+    "accordwatch_alerts_webhooks_in_memory", "Deliveries leased to the dispatcher: queued, in flight or being booked"
+)
+SUBSCRIPTIONS_SPILLED = Gauge(
+    "accordwatch_alerts_subscriptions_spilled", "Subscriptions whose backlog waits in the outbox rather than in memory"
+)

@@ -179,6 +179,9 @@ class AlertsWorker:
         pending, disabled = await self.db.run("gauges", outbox.depth, self.engine)
         metrics.OUTBOX_DEPTH.set(pending)
         metrics.SUBSCRIPTIONS_DISABLED.set(disabled)
+        in_memory, spilled = self.dispatcher.held()
+        metrics.WEBHOOKS_IN_MEMORY.set(in_memory)
+        metrics.SUBSCRIPTIONS_SPILLED.set(spilled)
         consumer = self.app.consumer
         try:
             assignment = consumer.assignment()
