@@ -14,10 +14,12 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+from functools import lru_cache
 from uuid import UUID
 
 import aiohttp
 from standardwebhooks import Webhook
+from yarl import URL
 
 from services.alerts import outbox
 from services.alerts.egress import EgressPolicy, EgressRefused
@@ -35,7 +37,7 @@ def message_id(delivery_id: UUID) -> str:
 
 def signed_headers(secret: str, msg_id: str, payload: str, at: datetime) -> dict[str, str]:
     """Standard Webhooks headers for one attempt."""
-    signature = Webhook(secret).sign(msg_id, at.astimezone(UTC), payload)
+    signature = _signer(secret).sign(msg_id, at.astimezone(UTC), payload)
     return {
         "webhook-id": msg_id,
         "webhook-timestamp": str(int(at.timestamp())),
@@ -43,6 +45,12 @@ def signed_headers(secret: str, msg_id: str, payload: str, at: datetime) -> dict
         "content-type": "application/json",
         "user-agent": USER_AGENT,
     }
+
+
+@lru_cache(maxsize=4096)
+def _signer(secret: str) -> Webhook:
+    """A secret's signer, decoded once (the hot path signs thousands a second with a few secrets)."""
+    return Webhook(secret)
 
 
 def retry_after_seconds(value: str | None, now: datetime) -> float | None:
@@ -71,6 +79,7 @@ class Sender:
         self.pool_size = pool_size
         self._session: aiohttp.ClientSession | None = None
         self._pools: dict[UUID, aiohttp.ClientSession] = {}
+        self._checked: dict[str, URL] = {}
 
     def _new_session(self, limit: int) -> aiohttp.ClientSession:
         connector = aiohttp.TCPConnector(resolver=self.policy.resolver(), limit=limit, ttl_dns_cache=10)
@@ -101,6 +110,19 @@ class Sender:
             session = self._pools[pool] = self._new_session(self.pool_size)
         return session
 
+    def _check(self, url: str) -> URL:
+        """A URL's shape, and a literal address against the policy (names are checked when they resolve)."""
+        checked = self._checked.get(url)
+        if checked is not None:
+            return checked
+        target = self.policy.parse(url)
+        if target.literal is not None:
+            self.policy.check_address(target.host, target.literal)
+        if len(self._checked) > 4096:
+            self._checked.clear()
+        checked = self._checked[url] = URL(url)
+        return checked
+
     async def send(self, delivery: outbox.Claimed, *, pool: UUID | None = None) -> outbox.Result:
         """One attempt (through `pool`'s connections if given); never raises for the endpoint's sake."""
         session = self._pool(pool)
@@ -110,12 +132,10 @@ class Sender:
         error: str | None = None
         retry_after: float | None = None
         try:
-            target = self.policy.parse(delivery.url)
-            if target.literal is not None:
-                self.policy.check_address(target.host, target.literal)
+            url = self._check(delivery.url)
             headers = signed_headers(delivery.secret, message_id(delivery.id), delivery.payload, at)
             async with session.post(
-                delivery.url, data=delivery.payload.encode(), headers=headers, allow_redirects=False
+                url, data=delivery.payload.encode(), headers=headers, allow_redirects=False
             ) as response:
                 status = response.status
                 retry_after = retry_after_seconds(response.headers.get("retry-after"), at)
