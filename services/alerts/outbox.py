@@ -73,11 +73,7 @@ class Result:
 
 @dataclass(frozen=True, slots=True)
 class Recorded:
-    """How a result was booked: `succeeded`, `retrying`, `failed`, `gone`, or `stale` (its lease was taken).
-
-    Retries are booked in bulk: one whose lease was taken meanwhile is left alone and still
-    reported `retrying`.
-    """
+    """How a result was booked: `succeeded`, `retrying`, `failed`, `gone`, or `stale` (its lease was taken)."""
 
     result: Result
     outcome: str
@@ -198,22 +194,31 @@ def record(engine: Engine, results: Sequence[Result], policy: Policy) -> list[Re
                 final.append(r)
             else:
                 retrying.append((r, r.at + timedelta(seconds=delay)))
-        for held, group in ((True, [x for x in retrying if x[0].delivery.lease is not None]),
-                            (False, [x for x in retrying if x[0].delivery.lease is None])):
-            if not group:
-                continue
-            token = DELIVERY.c.lease_token == bindparam("b_token") if held else DELIVERY.c.lease_token.is_(None)
-            conn.execute(
-                update(DELIVERY).where(DELIVERY.c.id == bindparam("b_id"), DELIVERY.c.status == "pending", token)
-                .values(next_attempt_at=bindparam("b_next"), attempts=bindparam("b_attempts"), lease_until=None,
-                        lease_token=None, last_status_code=bindparam("b_code"), last_error=bindparam("b_error")),
-                [{"b_id": r.delivery.id, "b_next": when, "b_attempts": r.delivery.attempts + 1,
-                  "b_code": r.status_code, "b_error": r.error} | ({"b_token": r.delivery.lease} if held else {})
-                 for r, when in group],
-            )
-        booked.extend(Recorded(r, "retrying", when) for r, when in retrying)
+        if retrying:
+            held = _still_held(conn, [r.delivery for r, _ in retrying])
+            fresh = [(r, when) for r, when in retrying if r.delivery.id in held]
+            if fresh:
+                conn.execute(
+                    update(DELIVERY).where(DELIVERY.c.id == bindparam("b_id"), DELIVERY.c.status == "pending")
+                    .values(next_attempt_at=bindparam("b_next"), attempts=bindparam("b_attempts"), lease_until=None,
+                            lease_token=None, last_status_code=bindparam("b_code"), last_error=bindparam("b_error")),
+                    [{"b_id": r.delivery.id, "b_next": when, "b_attempts": r.delivery.attempts + 1,
+                      "b_code": r.status_code, "b_error": r.error} for r, when in fresh],
+                )
+            booked.extend(Recorded(r, "retrying" if r.delivery.id in held else "stale", when if r.delivery.id in held
+                                   else None) for r, when in retrying)
         booked.extend(Recorded(r, _book_final(conn, r, policy)) for r in final)
     return booked
+
+
+def _still_held(conn: Connection, deliveries: Sequence[Claimed]) -> set[UUID]:
+    """Which of these are still pending under the lease they were sent with (locked until commit on PostgreSQL)."""
+    query = select(DELIVERY.c.id, DELIVERY.c.lease_token).where(
+        DELIVERY.c.id.in_([d.id for d in deliveries]), DELIVERY.c.status == "pending")
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update()
+    tokens = {row.id: row.lease_token for row in conn.execute(query)}
+    return {d.id for d in deliveries if d.id in tokens and tokens[d.id] == d.lease}
 
 
 def _held(delivery: Claimed) -> Any:

@@ -113,7 +113,7 @@ def test_a_booking_under_a_lapsed_lease_does_not_overwrite_the_new_holder(engine
         logged = conn.execute(select(func.count()).select_from(DeliveryAttempt)
                               .where(DeliveryAttempt.delivery_id == old.id)).scalar_one()
     assert (status, attempts) == ("succeeded", 1)
-    assert stale.outcome == "retrying"  # booked in bulk; the conditional update left the row alone
+    assert stale.outcome == "stale"
     assert logged == 2, "both attempts are in the delivery log"
 
 
