@@ -7,8 +7,9 @@
   due, deliveries whose lease lapsed; never more per subscriber than its free lanes.
 - Lanes: each subscriber has `concurrency` requests in flight at most, its own HTTP
   connection pool of that size, and a bounded buffer; a hanging endpoint fills only those.
-- Bookings: results are booked in bulk every `book_every_s` (or sooner when many wait);
-  a lane is free again as soon as its request ends, its lease keeps the row from others.
+- Bookings: results are booked in bulk every `book_every_s`, or at once when a lane that
+  is fed by claims waits for them; a lane may send again as soon as its request ends, its
+  row stays leased (and counted against its claims) until booked.
 - Buffered deliveries whose lease would lapse mid-request are given back to the database.
 """
 
@@ -51,7 +52,7 @@ class Dispatcher:
         db: StoreThread,
         idle_poll_s: float = 1.0,
         refresh_s: float = 2.0,
-        book_every_s: float = 0.02,
+        book_every_s: float = 0.1,
         book_max: int = 1000,
     ) -> None:
         self.engine = engine
@@ -143,7 +144,8 @@ class Dispatcher:
             result = outbox.Result(delivery, self.clock(), None, f"internal error: {exc}", 0.0)
         lane.finished(delivery.id)
         self.results.append(result)
-        if len(self.results) >= self.book_max:
+        if len(self.results) >= self.book_max or lane.spilled or lane.next_due is not None:
+            # Claims for this lane wait for its rows to be booked: book now, not at the next tick.
             self._book_wake.set()
         self._pump(lane)
         if lane.spilled and lane.free() > 0:
