@@ -280,8 +280,9 @@ def run_store(store: str, args: argparse.Namespace, out: dict[str, Any]) -> None
         assert worker.pid is not None
         pids = {"bench": os.getpid(), "receivers": receivers.proc.pid or 0, "alerts-worker": worker.pid,
                 "alerts-api": stack.services["alerts-api"].pid or 0, "ingest": stack.services["ingest"].pid or 0}
-        if stack.broker is not None and stack.broker.proc is not None:
-            pids["kafka"] = stack.broker.proc.pid
+        broker_proc = getattr(stack.broker, "proc", None)  # one local broker (not a cluster) in this bench
+        if broker_proc is not None:
+            pids["kafka"] = broker_proc.pid
         metrics_url = stack.urls["alerts-worker"]
         ingest = stack.urls["ingest"]
         everyone = set(paths)
