@@ -110,7 +110,8 @@ def test_a_hanging_and_a_failing_receiver_cost_the_healthy_ones_nothing(
             assert {r.body["data"]["subject"] for r in got} == set(cases)
         assert all(r.verified for path in healthy for r in receiver.all(path))
         assert receiver.verified("/failing") == []
-        assert len(receiver.all("/failing")) >= posted, "the failing receiver was tried for every alert"
+        wait_for(lambda: len(receiver.all("/failing")) >= posted, timeout=60,
+                 what="the failing receiver tried for every alert")
         wait_for(lambda: watch.most_pending >= posted - LANES, timeout=30, what="the hanging receiver's backlog")
         watch.stop()
         assert 0 < watch.most_leased <= LANES, "the hanging subscriber's backlog grew its claim beyond its lanes"
