@@ -7,9 +7,9 @@
   due, deliveries whose lease lapsed; never more per subscriber than its free lanes.
 - Lanes: each subscriber has `concurrency` requests in flight at most, its own HTTP
   connection pool of that size, and a bounded buffer; a hanging endpoint fills only those.
-- Bookings: results are booked in bulk every `book_every_s`, or at once when a lane that
-  is fed by claims waits for them; a lane may send again as soon as its request ends, its
-  row stays leased (and counted against its claims) until booked.
+- Bookings: results are booked as soon as they arrive, all that arrived while the previous
+  booking ran in one transaction (bulk under load); a lane may send again as soon as its
+  request ends, its row stays leased (and counted against its claims) until booked.
 - Buffered deliveries whose lease would lapse mid-request are given back to the database.
 """
 
@@ -144,9 +144,9 @@ class Dispatcher:
             result = outbox.Result(delivery, self.clock(), None, f"internal error: {exc}", 0.0)
         lane.finished(delivery.id)
         self.results.append(result)
-        if len(self.results) >= self.book_max or lane.spilled or lane.next_due is not None:
-            # Claims for this lane wait for its rows to be booked: book now, not at the next tick.
-            self._book_wake.set()
+        # Book at once: the delivery log shows the outcome as soon as it is known. Results that
+        # arrive while a booking runs are booked together in the next one (bulk under load).
+        self._book_wake.set()
         self._pump(lane)
         if lane.spilled and lane.free() > 0:
             self._claim_wake.set()
