@@ -51,6 +51,9 @@ command -v mvn >/dev/null || missing+=(maven)
 if [[ $MODE == test ]]; then
   compgen -G '/usr/lib/postgresql/*/bin/pg_ctl' >/dev/null || missing+=(postgresql)
   command -v prometheus >/dev/null || missing+=(prometheus)
+  # The browser tests drive Debian's Chromium (never a browser download) and inject axe-core.
+  [[ -x /usr/bin/chromium ]] || missing+=(chromium)
+  command -v npm >/dev/null || missing+=(npm)
 fi
 if [[ $BENCH == 1 ]]; then
   command -v wrk >/dev/null || missing+=(wrk)
@@ -104,4 +107,19 @@ if [[ $MODE == test && ! -x $COMPOSE ]] && ! docker compose version >/dev/null 2
   mkdir -p .local/bin
   install -m 0755 "$work/root/usr/libexec/docker/cli-plugins/docker-compose" "$COMPOSE"
   rm -rf "$work"
+fi
+
+# --- axe-core for the browser tests' accessibility checks ------------------------------
+# Pinned by tests/browser/package-lock.json, installed with `npm ci` into .local/node/
+# (stamped with the lock's hash, so a second run installs nothing).
+if [[ $MODE == test ]]; then
+  NODE_DIR=.local/node
+  LOCK_HASH=$(sha256sum tests/browser/package-lock.json | cut -d' ' -f1)
+  if [[ ! -f $NODE_DIR/node_modules/axe-core/axe.min.js || $(cat "$NODE_DIR/.installed" 2>/dev/null) != "$LOCK_HASH" ]]; then
+    say "installing axe-core (npm ci) into $NODE_DIR"
+    mkdir -p "$NODE_DIR"
+    cp tests/browser/package.json tests/browser/package-lock.json "$NODE_DIR/"
+    (cd "$NODE_DIR" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error)
+    echo "$LOCK_HASH" > "$NODE_DIR/.installed"
+  fi
 fi

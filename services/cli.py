@@ -171,6 +171,7 @@ def _print_stack(stack: Any, key: str) -> None:
     table.add_column("where")
     table.add_row("Kafka" if stack.brokers == 1 else f"Kafka ({stack.brokers} nodes)", stack.bootstrap)
     table.add_row("ingest", f"{stack.urls['ingest']}  (POST /v1/events, /docs)")
+    table.add_row("status page", f"{stack.urls['projector']}/status  (for readers; ?as_of=2020-03-10)")
     table.add_row("query API", f"{stack.urls['projector']}  (GET /v1/agreements, /docs)")
     table.add_row("projector worker metrics", f"{stack.urls['projector-worker']}/metrics")
     table.add_row("alerts API", f"{stack.urls['alerts']}  (GET /v1/alerts, POST /v1/subscriptions, /docs)")

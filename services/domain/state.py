@@ -112,6 +112,12 @@ class AgreementPart(Model):
     )
     provenance: dict[str, Provenance] = Field(default_factory=dict)
 
+    @property
+    def partner(self) -> str | None:
+        """The other party of a bilateral agreement with the US (None when not exactly one)."""
+        partners = [p for p in self.parties if p != "US"]
+        return partners[0] if len(partners) == 1 else None
+
 
 class Ruling(Model):
     event_id: UUID
@@ -191,6 +197,12 @@ class Deadline(Model):
     def due_instant(self) -> datetime:
         """When it is due, in UTC."""
         return instant(self.due_at)
+
+    def state_at(self, now: datetime) -> Literal["open", "past", "closed"]:
+        """Closed (by a stay decision), open (still ahead of `now`) or past."""
+        if self.status == "closed":
+            return "closed"
+        return "open" if self.due_instant > now else "past"
 
 
 SortKey = tuple[datetime, datetime, str]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import secrets
@@ -96,8 +97,12 @@ def authorize(request: Request, scope: Scope) -> Principal:
     kind, _, token = header.partition(" ")
     if kind.lower() != "bearer" or not token.strip():
         raise _unauthorized("the Authorization header must be 'Bearer <key>'")
+    return _grant(request, token.strip(), scope)
+
+
+def _grant(request: Request, key: str, scope: Scope) -> Principal:
     keyring: Keyring = request.app.state.keyring
-    principal = keyring.authenticate(token.strip())
+    principal = keyring.authenticate(key)
     if principal is None:
         raise _unauthorized("unknown API key")
     if scope not in principal.scopes:
@@ -116,3 +121,39 @@ def require(scope: Scope) -> Callable[[Request], Awaitable[Principal]]:
         return authorize(request, scope)
 
     return dependency
+
+
+def _basic_password(token: str) -> str | None:
+    try:
+        decoded = base64.b64decode(token.strip(), validate=True).decode()
+    except (ValueError, UnicodeDecodeError):
+        return None
+    _, sep, password = decoded.partition(":")
+    return password if sep and password else None
+
+
+def require_unless_public(scope: Scope) -> Callable[[Request], Awaitable[Principal | None]]:
+    """For pages and feeds: anyone when the operator made them public, else a key with `scope`.
+
+    Browsers and calendar or feed readers cannot always send a bearer header, so the key is
+    also taken as the password of HTTP Basic authentication (any user name).
+    """
+
+    async def dependency(request: Request) -> Principal | None:
+        settings: CommonSettings = request.app.state.settings
+        if settings.public_status:
+            return None
+        kind, _, token = (request.headers.get("authorization") or "").partition(" ")
+        try:
+            if kind.lower() == "basic":
+                key = _basic_password(token)
+                if key is None:
+                    raise _unauthorized("send the API key as the password of Basic authentication")
+                return _grant(request, key, scope)
+            return authorize(request, scope)
+        except Problem as exc:
+            if exc.status != 401:
+                raise
+            # Browsers and calendar apps ask for a user name and password on this challenge.
+            raise Problem(401, exc.title, exc.problem_detail, kind=exc.kind, **exc.extensions,
+                          headers={"WWW-Authenticate": 'Basic realm="accordwatch", charset="UTF-8"'}) from None

@@ -37,6 +37,11 @@ class CommonSettings(BaseSettings):
         default=Path(".local"), validation_alias="ACCORDWATCH_HOME",
         description="Folder for the local stack's state (broker data, SQLite file, worker data, logs).",
     )
+    public_status: bool = Field(
+        default=False,
+        description="Serve the status pages, the deadline calendar and the alert feed without an API key "
+        "(the local stack sets it; it binds loopback only).",
+    )
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         default="info", description="Log level of the process."
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
@@ -14,7 +14,7 @@ from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.responses import Response
 from sqlalchemy import Connection, Engine, text
 
-from schemas.envelope import Event, parse_moment
+from schemas.envelope import Event
 from services.domain.fold import Annotation
 from services.domain.state import AgreementPart, CasePart, Deadline, SubjectState
 from services.platform.auth import Keyring, Principal, require
@@ -22,9 +22,11 @@ from services.platform.db import make_engine
 from services.platform.http import add_metrics_endpoint, install_edges
 from services.platform.problems import PROBLEM_RESPONSES, Problem
 from services.projector import gauges, metrics
+from services.projector.params import parse_bound
 from services.projector.readmodel import queries
 from services.projector.readmodel.store import active_generation
 from services.projector.settings import ProjectorSettings
+from services.projector.status.routes import router as status_router
 
 Clock = Callable[[], datetime]
 Reader = Annotated[Principal, Depends(require("read"))]
@@ -63,25 +65,6 @@ def _conn(request: Request) -> Connection:
 def _now(request: Request) -> datetime:
     clock: Clock = request.app.state.clock
     return clock()
-
-
-def parse_bound(name: str, raw: str | None) -> datetime | None:
-    """A query bound: a date means the end of that day (UTC); a time must carry its offset."""
-    if raw is None or raw == "":
-        return None
-    try:
-        moment = parse_moment(raw)
-    except ValueError as exc:
-        raise Problem(
-            422,
-            "Invalid query parameter",
-            f"{name}: {exc}",
-            kind="invalid-request",
-            errors=[{"field": f"query.{name}", "reason": str(exc)}],
-        ) from None
-    if isinstance(moment, datetime):
-        return moment.astimezone(UTC)
-    return datetime.combine(moment + timedelta(days=1), time.min, tzinfo=UTC) - timedelta(microseconds=1)
 
 
 def _token(after: str | None) -> str | None:
@@ -139,7 +122,6 @@ def agreement_out(
             "last_event_at": None,
             "event_count": 0,
         }
-    partners = [p for p in a.parties if p != "US"]
     return {
         **base,
         "status": a.status,
@@ -148,7 +130,7 @@ def agreement_out(
         "title": a.title,
         "kind": a.kind,
         "parties": a.parties,
-        "partner": partners[0] if len(partners) == 1 else None,
+        "partner": a.partner,
         "proposed_on": _dump(a.proposed_on),
         "signed_on": _dump(a.signed_on),
         "implementing_since": _dump(a.implementing_since),
@@ -178,8 +160,7 @@ def agreement_out(
 def deadline_out(d: Deadline, now: datetime) -> dict[str, Any]:
     """A deadline with the time left (negative once past)."""
     left = (d.due_instant - now).total_seconds()
-    state = d.status if d.status == "closed" else ("open" if left > 0 else "past")
-    return {**d.model_dump(mode="json"), "status": state, "time_left_seconds": round(left)}
+    return {**d.model_dump(mode="json"), "status": d.state_at(now), "time_left_seconds": round(left)}
 
 
 def case_out(
@@ -500,6 +481,7 @@ def create_app(settings: ProjectorSettings, *, engine: Engine | None = None, clo
     app.state.clock = clock or (lambda: datetime.now(UTC))
     app.state.keyring = Keyring.from_settings(settings)
     app.include_router(router)
+    app.include_router(status_router)
     add_metrics_endpoint(app)
     install_edges(app, counter=metrics.API_REQUESTS, max_body_bytes=settings.max_body_bytes)
     return app

@@ -112,6 +112,11 @@ class LocalStack:
             "ACCORDWATCH_DATABASE_URL": self.db_url,
             "ACCORDWATCH_ALERTS_DATABASE_URL": self.alerts_db_url,
             "ACCORDWATCH_WEBHOOK_ALLOW": "127.0.0.1",
+            # Status pages, calendar and feed without a key, so on loopback only.
+            "ACCORDWATCH_PUBLIC_STATUS": "true",
+            "ACCORDWATCH_INGEST_HOST": "127.0.0.1",
+            "ACCORDWATCH_PROJECTOR_HOST": "127.0.0.1",
+            "ACCORDWATCH_ALERTS_HOST": "127.0.0.1",
             "ACCORDWATCH_INGEST_PORT": str(p.ingest),
             "ACCORDWATCH_PROJECTOR_PORT": str(p.projector),
             "ACCORDWATCH_PROJECTOR_METRICS_PORT": str(p.projector_metrics),

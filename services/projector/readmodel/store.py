@@ -595,11 +595,10 @@ def _at(moment: Any) -> datetime | None:
 def _agreement_row(gen: int, state: SubjectState) -> dict[str, Any]:
     a = state.agreement
     assert a is not None
-    partners = [p for p in a.parties if p != "US"]
     return {
         "generation": gen, "id": state.subject, "status": a.status,
         "status_since": _at(a.status_since), "confidence": a.confidence, "title": a.title,
-        "kind": a.kind, "parties": a.parties, "partner": partners[0] if len(partners) == 1 else None,
+        "kind": a.kind, "parties": a.parties, "partner": a.partner,
         "signed_on": _at(a.signed_on), "in_force_on": _at(a.in_force_on),
         "suspended_on": _at(a.suspended_on), "terminated_on": _at(a.terminated_on),
         "excluded_nationalities": a.excluded_nationalities, "transfers_total": a.transfers_total,
