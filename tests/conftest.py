@@ -239,7 +239,7 @@ def examples_stack(kafka: Broker, tmp_path_factory: pytest.TempPathFactory) -> I
         docs = example_events()
         running.post(*docs)
         wait_for(lambda: all(running.query.get(f"/v1/events/{d['id']}").status_code == 200 for d in docs),
-                 timeout=60, what="every example event in the read model")
+                 timeout=240, interval=0.5, what="every example event in the read model")
         yield running
     finally:
         running.close()

@@ -26,6 +26,7 @@ from services.projector.params import parse_bound
 from services.projector.readmodel import queries
 from services.projector.readmodel.store import active_generation
 from services.projector.settings import ProjectorSettings
+from services.projector.status.calendar import router as calendar_router
 from services.projector.status.routes import router as status_router
 
 Clock = Callable[[], datetime]
@@ -482,6 +483,7 @@ def create_app(settings: ProjectorSettings, *, engine: Engine | None = None, clo
     app.state.keyring = Keyring.from_settings(settings)
     app.include_router(router)
     app.include_router(status_router)
+    app.include_router(calendar_router)
     add_metrics_endpoint(app)
     install_edges(app, counter=metrics.API_REQUESTS, max_body_bytes=settings.max_body_bytes)
     return app
