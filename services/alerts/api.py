@@ -21,6 +21,7 @@ from sqlalchemy import Connection, Engine, insert, select, text, update
 from services.alerts import metrics, outbox
 from services.alerts.delivery import Sender, message_id
 from services.alerts.egress import EgressPolicy, EgressRefused
+from services.alerts.feed import router as feed_router
 from services.alerts.migrate import upgrade
 from services.alerts.rules import SEVERITIES, RuleSet, RulesFileError, Severity, format_duration, load_rules
 from services.alerts.settings import AlertsSettings
@@ -405,6 +406,7 @@ def create_app(
     app.state.sender = sender
     app.state.keyring = Keyring.from_settings(settings)
     app.include_router(router)
+    app.include_router(feed_router)
     add_metrics_endpoint(app)
     install_edges(app, counter=metrics.API_REQUESTS, max_body_bytes=settings.max_body_bytes)
     return app

@@ -22,6 +22,10 @@ class AlertsSettings(CommonSettings):
         validation_alias=AliasChoices("ACCORDWATCH_ALERTS_DATABASE_URL", "ALERTS_DATABASE_URL"),
         description="SQLAlchemy URL of alert state and outbox (default: SQLite alerts.db in ACCORDWATCH_HOME).",
     )
+    status_page_url: str | None = Field(
+        default=None, validation_alias="ACCORDWATCH_STATUS_PAGE_URL",
+        description="Public URL of the status page (…/status); the alert feed links each entry to its subject there.",
+    )
     rules_file: Path = Field(
         default=DEFAULT_RULES, validation_alias="ACCORDWATCH_ALERTS_RULES",
         description="The rules YAML file, validated at start.",

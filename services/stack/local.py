@@ -117,6 +117,7 @@ class LocalStack:
             "ACCORDWATCH_INGEST_HOST": "127.0.0.1",
             "ACCORDWATCH_PROJECTOR_HOST": "127.0.0.1",
             "ACCORDWATCH_ALERTS_HOST": "127.0.0.1",
+            "ACCORDWATCH_STATUS_PAGE_URL": f"http://127.0.0.1:{p.projector}/status",
             "ACCORDWATCH_INGEST_PORT": str(p.ingest),
             "ACCORDWATCH_PROJECTOR_PORT": str(p.projector),
             "ACCORDWATCH_PROJECTOR_METRICS_PORT": str(p.projector_metrics),
