@@ -110,15 +110,15 @@ if [[ $MODE == test && ! -x $COMPOSE ]] && ! docker compose version >/dev/null 2
 fi
 
 # --- axe-core for the browser tests' accessibility checks ------------------------------
-# Pinned by tests/browser/package-lock.json, installed with `npm ci` into .local/node/
+# Pinned by tests/readers/package-lock.json, installed with `npm ci` into .local/node/
 # (stamped with the lock's hash, so a second run installs nothing).
 if [[ $MODE == test ]]; then
   NODE_DIR=.local/node
-  LOCK_HASH=$(sha256sum tests/browser/package-lock.json | cut -d' ' -f1)
+  LOCK_HASH=$(sha256sum tests/readers/package-lock.json | cut -d' ' -f1)
   if [[ ! -f $NODE_DIR/node_modules/axe-core/axe.min.js || $(cat "$NODE_DIR/.installed" 2>/dev/null) != "$LOCK_HASH" ]]; then
     say "installing axe-core (npm ci) into $NODE_DIR"
     mkdir -p "$NODE_DIR"
-    cp tests/browser/package.json tests/browser/package-lock.json "$NODE_DIR/"
+    cp tests/readers/package.json tests/readers/package-lock.json "$NODE_DIR/"
     (cd "$NODE_DIR" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error)
     echo "$LOCK_HASH" > "$NODE_DIR/.installed"
   fi

@@ -228,18 +228,3 @@ def example_events() -> list[dict[str, Any]]:
     import orjson
 
     return [orjson.loads(line) for line in EXAMPLES.read_text().splitlines() if line.strip()]
-
-
-@pytest.fixture(scope="session")
-def examples_stack(kafka: Broker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
-    """Every service on a topic of its own, with the example timeline posted and projected."""
-    running = make_stack(kafka, tmp_path_factory.mktemp("examples-stack"),
-                         services=("ingest", "projector-worker", "projector-api", "alerts-worker", "alerts-api"))
-    try:
-        docs = example_events()
-        running.post(*docs)
-        wait_for(lambda: all(running.query.get(f"/v1/events/{d['id']}").status_code == 200 for d in docs),
-                 timeout=240, interval=0.5, what="every example event in the read model")
-        yield running
-    finally:
-        running.close()

@@ -1,4 +1,4 @@
-"""Debian's Chromium, headless, driven by Playwright: pages that record what they asked for and logged."""
+"""For the readers' tests: a stack holding the examples, and Debian's Chromium driven by Playwright."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ from urllib.parse import urlsplit
 
 import pytest
 from playwright.sync_api import Browser, ConsoleMessage, Page, Playwright, Request, sync_playwright
+
+from tests.conftest import Broker, RunningStack, example_events, make_stack, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"
@@ -26,13 +28,13 @@ DESKTOP = {"width": 1280, "height": 900}
 PHONE = {"width": 390, "height": 844}
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def playwright() -> Iterator[Playwright]:
     with sync_playwright() as driver:
         yield driver
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser(playwright: Playwright) -> Iterator[Browser]:
     """Debian's Chromium (installed by `scripts/setup.sh --test`), never a downloaded browser."""
     assert Path(CHROMIUM).exists(), "run scripts/setup.sh --test: it installs Debian's chromium"
@@ -133,3 +135,18 @@ def phone(browser: Browser) -> Iterator[Visit]:
 def no_script(browser: Browser) -> Iterator[Visit]:
     """A desktop browser with JavaScript switched off."""
     yield from _visit(browser, viewport=DESKTOP, javascript=False)
+
+
+@pytest.fixture(scope="package")
+def examples_stack(kafka: Broker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
+    """Every service on a topic of its own, with the examples projected; stopped when this package is done."""
+    running = make_stack(kafka, tmp_path_factory.mktemp("examples-stack"),
+                         services=("ingest", "projector-worker", "projector-api", "alerts-worker", "alerts-api"))
+    try:
+        docs = example_events()
+        running.post(*docs)
+        wait_for(lambda: all(running.query.get(f"/v1/events/{d['id']}").status_code == 200 for d in docs),
+                 timeout=240, interval=0.5, what="every example event in the read model")
+        yield running
+    finally:
+        running.close()

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.browser.conftest import Visit
 from tests.conftest import RunningStack
+from tests.readers.conftest import Visit
 
 pytestmark = [pytest.mark.kafka, pytest.mark.stack, pytest.mark.browser]
 
