@@ -157,3 +157,5 @@ def require_unless_public(scope: Scope) -> Callable[[Request], Awaitable[Princip
             # Browsers and calendar apps ask for a user name and password on this challenge.
             raise Problem(401, exc.title, exc.problem_detail, kind=exc.kind, **exc.extensions,
                           headers={"WWW-Authenticate": 'Basic realm="accordwatch", charset="UTF-8"'}) from None
+
+    return dependency
