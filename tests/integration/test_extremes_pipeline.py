@@ -20,7 +20,7 @@ from uuid import UUID
 import pytest
 import uuid_utils
 from fastapi.testclient import TestClient
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from schemas.cloudevents import from_record
 from schemas.envelope import MAX_COUNT, Event
@@ -255,4 +255,46 @@ def test_the_same_id_on_two_subjects_is_stored_once_without_an_error(database_ur
     applied = ReadModelStore(engine).apply([Consumed("t", 0, 0, first), Consumed("t", 1, 0, second)])
     assert (applied.new_events, applied.duplicates) == (1, 1)
     assert set(_snapshots(engine)) == {"dup-a"}
+    engine.dispose()
+
+
+def test_what_was_stored_before_the_bounds_tightened_does_not_stop_its_subject(database_url: str) -> None:
+    """A read model written before this contract may hold an event it now refuses (a year-999 date)
+    and a snapshot it cannot read (a source URL with a space). The next event of that subject is
+    folded from the events that still stand, as a replay that parks the old one would fold it."""
+    def doc(kind: str, occurred: str, **data: Any) -> Event:
+        base = minimal(kind)
+        base["data"].update(data)
+        return parse_event({**base, "id": str(uuid_utils.uuid7()), "subject": "old-data", "occurred_at": occurred,
+                            "recorded_at": "2026-11-22T12:00:00Z",
+                            "sources": [{"publisher": "AP", "url": "https://example.org/a"}]})
+
+    signed = doc("AgreementSigned", "2019-07-26")
+    report = doc("TransferReported", "2020-01-31", count=40, cumulative=False)
+    engine = make_engine(database_url, writer=True)
+    upgrade(engine)
+    store = ReadModelStore(engine)
+    store.apply([Consumed("t", 0, 0, signed), Consumed("t", 0, 1, report)])
+    with engine.begin() as conn:  # what an older contract let in
+        conn.execute(update(StoredEvent).where(StoredEvent.id == report.event_id).values(
+            body=report.model_dump_json(exclude_none=True).replace('"2020-01-31"', '"0999-01-31"')))
+        state = conn.execute(select(SubjectSnapshot.state).where(SubjectSnapshot.subject == "old-data")).scalar_one()
+        assert "https://example.org/a" in state
+        conn.execute(update(SubjectSnapshot).where(SubjectSnapshot.subject == "old-data").values(
+            state=state.replace("https://example.org/a", "https://example.org/a b")))
+    settings = ProjectorSettings(database_url=database_url, dev_key=KEY)
+    with TestClient(create_app(settings, engine=engine)) as client:  # before the next event: still served
+        client.headers["Authorization"] = f"Bearer {KEY}"
+        assert client.get("/v1/agreements/old-data").json()["transfers_total"] == 0
+    later = doc("TransferReported", "2020-02-29", count=7, cumulative=False)
+    ReadModelStore(engine).apply([Consumed("t", 0, 2, later)])
+    state_now = _snapshots(engine)["old-data"]
+    assert state_now.agreement is not None
+    assert state_now.agreement.transfers_total == 7
+    with TestClient(create_app(settings, engine=engine)) as client:
+        client.headers["Authorization"] = f"Bearer {KEY}"
+        assert client.get("/v1/agreements/old-data").json()["transfers_total"] == 7
+        timeline = client.get("/v1/agreements/old-data/timeline").json()["items"]
+        assert len(timeline) == 2
+        assert client.get(f"/v1/events/{report.event_id}").status_code == 404
     engine.dispose()

@@ -17,11 +17,12 @@ from operator import itemgetter
 from typing import Any, cast
 from uuid import UUID
 
+from pydantic import ValidationError
 from sqlalchemy import Connection, Engine, Table, and_, bindparam, delete, func, select, update
 
 from schemas.envelope import Event, instant
 from schemas.events import StatisticReported
-from schemas.registry import parse_event_json
+from schemas.registry import InvalidEvent, parse_event_json
 from services.domain.fold import advance, fold, fold_sorted, is_meta, resolve
 from services.domain.state import SortKey, SubjectState
 from services.projector.readmodel.tables import (
@@ -137,7 +138,29 @@ def load_events(conn: Connection, generation: int, subject: str, *, since: datet
     query = select(StoredEvent.body).where(StoredEvent.generation == generation, StoredEvent.subject == subject)
     if since is not None:
         query = query.where(StoredEvent.occurred_at >= since)
-    return [parse_event_json(body) for body in conn.execute(query).scalars()]
+    return [event for body in conn.execute(query).scalars() if (event := stored_event(body)) is not None]
+
+
+def stored_event(body: str) -> Event | None:
+    """A stored event, or None if the contract now refuses it.
+
+    Such an event was stored before the contract's bounds tightened (a date before year 1000, a
+    control character, a count past MAX_COUNT, ...). A replay from the topic parks it, so the
+    read model leaves it out of its subject's history here too rather than fail every later
+    batch of that subject.
+    """
+    try:
+        return parse_event_json(body)
+    except InvalidEvent:
+        return None
+
+
+def stored_state(raw: str | bytes) -> SubjectState | None:
+    """A stored snapshot, or None if it holds what the contract now refuses (fold the stored events instead)."""
+    try:
+        return SubjectState.model_validate_json(raw)
+    except ValidationError:
+        return None
 
 
 class ReadModelStore:
@@ -227,8 +250,8 @@ class ReadModelStore:
 
     def _previous_states(
         self, conn: Connection, gen: int, subjects: list[str]
-    ) -> tuple[dict[str, SubjectState], dict[str, _Cached]]:
-        """The stored state of each subject that has one, and which of them came from the cache."""
+    ) -> tuple[dict[str, SubjectState], dict[str, _Cached], set[str]]:
+        """The stored state of each subject that has a readable one, which came from the cache, and which have one."""
         stamps = {
             subject: (count, updated_at)
             for subject, count, updated_at in conn.execute(
@@ -256,14 +279,15 @@ class ReadModelStore:
                     SubjectSnapshot.generation == gen, SubjectSnapshot.subject.in_(missing)
                 )
             ):
-                states[subject] = SubjectState.model_validate_json(state)
-        return states, cached
+                if (readable := stored_state(state)) is not None:
+                    states[subject] = readable
+        return states, cached, set(stamps)
 
     def _refold(
         self, conn: Connection, gen: int, by_subject: dict[str, list[Event]], applied: Applied
     ) -> None:
         subjects = sorted(by_subject)
-        previous_states, cached = self._previous_states(conn, gen, subjects)
+        previous_states, cached, stored = self._previous_states(conn, gen, subjects)
         states: dict[str, SubjectState] = {}
         statistics: list[dict[str, Any]] = []
         refolded: list[str] = []
@@ -284,7 +308,8 @@ class ReadModelStore:
                     state, usable = tail
                     applied.refolds += 1
             if state is None:
-                everything = new_events if previous is None else load_events(conn, gen, subject)
+                # A subject whose snapshot cannot be read any more is re-folded from its stored events.
+                everything = load_events(conn, gen, subject) if subject in stored else new_events
                 resolution = resolve(everything)
                 if resolution.meta_targets:
                     state, usable = fold(subject, resolution), ()
