@@ -200,7 +200,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return url
 
 
-VOLATILE = {"generation", "updated_at", "partition", "offset"}
+VOLATILE = {"generation", "updated_at", "partition", "offset", "parked_at"}
 
 
 def dump_generation(engine: Engine, generation: int) -> dict[str, list[tuple[Any, ...]]]:

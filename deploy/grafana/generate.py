@@ -260,13 +260,18 @@ def pipeline() -> dict[str, Any]:
             overrides=[override("p95 batch seconds", unit="s")],
         ), 8, 8),
         grid.place(panel(
-            "stat", "Dead letters",
+            "stat", "Parked records and retries",
             [prom(f'sum by (reason) ({q}_projector_dlq_records_total{{job="projector-worker"}})',
-                  "DLQ {{reason}}", instant=True),
-             prom(f'sum by (reason) ({q}_alerts_undecodable_records_total{{job="alerts-worker"}})',
-                  "alerts skipped {{reason}}", "B", instant=True)],
-            description="Records that did not decode: dead-lettered by the projector, skipped by alerts "
-                        "(totals since the workers started).",
+                  "projector parked {{reason}}", instant=True),
+             prom(f'sum by (reason) ({q}_alerts_dlq_records_total{{job="alerts-worker"}})',
+                  "alerts parked {{reason}}", "B", instant=True),
+             prom(f'sum({q}_projector_batch_retries_total{{job="projector-worker"}})',
+                  "projector batch retries", "C", instant=True),
+             prom(f'sum({q}_alerts_batch_retries_total{{job="alerts-worker"}})',
+                  "alerts batch retries", "D", instant=True)],
+            description="Records parked on the dead-letter topic (they do not decode, or applying them failed), "
+                        "and tries of batches that failed transiently (database or DLQ away); totals since the "
+                        "workers started.",
             options={"reduceOptions": {"calcs": ["lastNotNull"]}, "textMode": "value_and_name",
                      "colorMode": "value", "graphMode": "none"},
         ), 8, 6),

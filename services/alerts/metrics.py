@@ -14,7 +14,8 @@ NOTIFICATIONS = Counter(
     "accordwatch_alerts_notifications_total", "Alert state changes and reminders recorded", ["sent"]
 )
 DELIVERIES = Counter(
-    "accordwatch_alerts_deliveries_total", "Webhook attempts by outcome (succeeded, retrying, failed, gone)",
+    "accordwatch_alerts_deliveries_total",
+    "Webhook attempts by outcome (succeeded, retrying, failed, gone; stale: sent under a lapsed lease)",
     ["outcome"],
 )
 DELIVERY_LATENCY = Histogram(
@@ -27,12 +28,20 @@ CONSUMER_LAG = Gauge(
     "accordwatch_alerts_consumer_lag_records", "Records on the topic not yet evaluated", ["partition"]
 )
 DLQ_RECORDS = Counter(
-    "accordwatch_alerts_undecodable_records_total",
-    "Records skipped because they do not decode (the projector dead-letters them)",
-    ["reason"],
+    "accordwatch_alerts_dlq_records_total",
+    "Records parked on the dead-letter topic (they do not decode, or applying them failed)", ["reason"]
 )
-EVALUATION_ERRORS = Counter(
-    "accordwatch_alerts_evaluation_errors_total", "Subjects whose rules raised; their alerts were skipped"
+BATCH_RETRIES = Counter(
+    "accordwatch_alerts_batch_retries_total",
+    "Tries of a batch that failed transiently (database down or locked, DLQ away), by error", ["error"]
+)
+RECORDS_BEHIND = Counter(
+    "accordwatch_alerts_records_behind_total",
+    "Records dropped because the stored position was already past them (redelivered, or applied by another worker)",
+)
+POSITION_SEEKS = Counter(
+    "accordwatch_alerts_position_seeks_total",
+    "Times a partition was sought back to the position stored with the alert state",
 )
 DB_STATEMENTS = Counter(
     "accordwatch_alerts_db_statements_total", "Statements sent to the alert store, by the work that sent them",

@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, ClassVar
 
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import NoDecode
 
-from services.platform.settings import CommonSettings
+from services.platform.settings import WorkerSettings
 
 DEFAULT_RULES = Path(__file__).resolve().parents[2] / "deploy" / "alerts" / "rules.yaml"
 SVIX_SCHEDULE = (0.0, 5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
 
 
-class AlertsSettings(CommonSettings):
+class AlertsSettings(WorkerSettings):
     """The alerts worker (rules, timers, webhook delivery) and its HTTP API."""
+
+    service: ClassVar[str] = "alerts"
 
     alerts_database_url: str | None = Field(
         default=None,

@@ -32,6 +32,7 @@ from services.alerts.tables import (
     Alert,
     AlertEvent,
     AlertOffset,
+    AlertParked,
     AlertSubject,
     AlertTimer,
     Delivery,
@@ -40,20 +41,14 @@ from services.alerts.tables import (
 )
 from services.domain.fold import advance, project
 from services.domain.state import SubjectState
+from services.platform.isolation import Batch, Consumed, Parked
+from services.platform.positions import load_positions, save_positions
+
+__all__ = ["AlertStore", "Consumed", "Handoff", "Outcome", "alert_document", "load_alerts", "load_subscriptions"]
 
 log = logging.getLogger(__name__)
 
 NAMESPACE = UUID("5d0c3a51-8a0b-4f55-9d1e-6a3f0f7e2c11")
-
-
-@dataclass(frozen=True, slots=True)
-class Consumed:
-    """One record taken from the topic: its position and, if it decoded, its event."""
-
-    topic: str
-    partition: int
-    offset: int
-    event: Event | None
 
 
 @dataclass(slots=True)
@@ -129,7 +124,7 @@ class Outcome:
     notifications: int = 0
     suppressed: int = 0
     deliveries: int = 0
-    failed_subjects: list[str] = field(default_factory=list)
+    parked: int = 0
     handed: list[Claimed] = field(default_factory=list)
     """Deliveries written leased to the dispatcher, in write order: it sends them from memory."""
     spilled: set[UUID] = field(default_factory=set)
@@ -176,15 +171,21 @@ class AlertStore:
 
     # -- events ------------------------------------------------------------------------------
 
-    def apply(self, batch: Sequence[Consumed], now: datetime, handoff: Handoff | None = None) -> Outcome:
-        """Apply a batch of records: new events, alert transitions, outbox rows, offsets.
+    def apply(self, batch: Batch | Sequence[Consumed], now: datetime, handoff: Handoff | None = None) -> Outcome:
+        """Apply a batch of records: new events, alert transitions, outbox rows, parked records, offsets.
 
         With a `handoff`, outbox rows within its room are written leased to the dispatcher
-        and listed in the outcome, so they are sent without being claimed.
+        and listed in the outcome, so they are sent without being claimed. An exception from
+        the rules or the fold fails the whole transaction: the worker's isolator then finds
+        the event that causes it and parks it.
         """
-        outcome = Outcome()
+        if not isinstance(batch, Batch):
+            batch = Batch(list(batch))
+        outcome = Outcome(parked=len(batch.parked))
         with self.engine.begin() as conn:
-            new = self._insert_events(conn, batch, now, outcome)
+            new = self._insert_events(conn, batch.consumed, now, outcome)
+            if batch.parked:
+                _park(conn, batch.parked, now)
             if new:
                 by_subject: dict[str, list[Event]] = defaultdict(list)
                 for event in new:
@@ -195,27 +196,18 @@ class AlertStore:
                     conn.execute(select(AlertSubject.subject).where(AlertSubject.is_agreement)).scalars()
                 )
                 for subject, state in states.items():
-                    # One subject's failure (a rule bug, bad data) must not stop the others or the stream.
-                    handed, rows = len(outcome.handed), len(outcome.rows)
-                    try:
-                        with conn.begin_nested():
-                            self._evaluate(conn, state, by_subject[subject], known, subs, now, outcome, handoff)
-                    except Exception:
-                        log.exception("evaluating the rules for %s failed; its alerts are skipped", subject)
-                        outcome.failed_subjects.append(subject)
-                        del outcome.handed[handed:], outcome.rows[rows:]  # rolled back with the savepoint
+                    self._evaluate(conn, state, by_subject[subject], known, subs, now, outcome, handoff)
                 _insert_deliveries(conn, outcome)
-            _save_offsets(conn, batch, now)
+            save_positions(conn, AlertOffset, batch, now, {})
         return outcome
 
     def _insert_events(
         self, conn: Connection, batch: Sequence[Consumed], now: datetime, outcome: Outcome
     ) -> list[Event]:
         unique: dict[UUID, Event] = {}
-        for item in batch:
-            if item.event is not None:
-                unique.setdefault(item.event.event_id, item.event)
-        decoded = sum(1 for item in batch if item.event is not None)
+        for item in sorted(batch, key=lambda c: c.event.event_id):  # id order: concurrent writers never deadlock
+            unique.setdefault(item.event.event_id, item.event)
+        decoded = len(batch)
         if not unique:
             outcome.duplicates = decoded
             return []
@@ -234,13 +226,12 @@ class AlertStore:
 
     def _fold(self, conn: Connection, by_subject: dict[str, list[Event]], now: datetime) -> dict[str, SubjectState]:
         subjects = sorted(by_subject)
-        query = select(AlertSubject.subject, AlertSubject.state).where(AlertSubject.subject.in_(subjects))
-        snapshots = dict(conn.execute(query).all())
+        snapshots = _lock_subjects(conn, subjects, now)
         states: dict[str, SubjectState] = {}
         for subject in subjects:
             raw = snapshots.get(subject)
             state = None
-            if raw is not None:
+            if raw:
                 state = advance(SubjectState.model_validate_json(raw), by_subject[subject], in_place=True)
             if state is None:
                 bodies = conn.execute(select(AlertEvent.body).where(AlertEvent.subject == subject)).scalars()
@@ -370,13 +361,19 @@ class AlertStore:
         """Act on every timer whose moment has come: reminders, deadlines reached, expiries."""
         outcome = Outcome()
         with self.engine.begin() as conn:
-            due = conn.execute(
-                select(AlertTimer.fingerprint, AlertTimer.stage, AlertTimer.fire_at)
-                .where(AlertTimer.status == "pending", AlertTimer.fire_at <= now)
-                .order_by(AlertTimer.fire_at).limit(limit)
-            ).all()
+            query = (select(AlertTimer.fingerprint, AlertTimer.stage, AlertTimer.fire_at)
+                     .where(AlertTimer.status == "pending", AlertTimer.fire_at <= now)
+                     .order_by(AlertTimer.fire_at).limit(limit))
+            due = conn.execute(query).all()
             if not due:
                 return outcome
+            if conn.dialect.name == "postgresql":
+                # Another worker may tick or fold the same alerts: lock their subjects (in the
+                # order every writer takes them), then take the timers nobody else holds.
+                subjects = conn.execute(select(Alert.subject).distinct()
+                                        .where(Alert.fingerprint.in_({fp for fp, _, _ in due}))).scalars().all()
+                _lock_subjects(conn, sorted(subjects), now, create=False)
+                due = conn.execute(query.with_for_update(of=AlertTimer.__table__, skip_locked=True)).all()
             by_alert: dict[str, list[tuple[str, datetime]]] = defaultdict(list)
             for fp, stage, when in due:
                 by_alert[fp].append((stage, when))
@@ -404,9 +401,7 @@ class AlertStore:
     def positions(self, topic: str) -> dict[int, int]:
         """The next offset per partition, as committed with the alert state."""
         with self.engine.connect() as conn:
-            query = select(AlertOffset.partition, AlertOffset.next_offset).where(AlertOffset.topic == topic)
-            rows = conn.execute(query)
-            return {int(p): int(o) for p, o in rows}
+            return load_positions(conn, AlertOffset, topic, {})
 
     def firing_counts(self) -> dict[tuple[str, str], int]:
         """Firing alerts per (rule, severity)."""
@@ -456,23 +451,31 @@ def _subscriptions(conn: Connection) -> list[SubscriptionRow]:
     return load_subscriptions(conn, Subscription.status == "active")
 
 
-def _save_offsets(conn: Connection, batch: Sequence[Consumed], now: datetime) -> None:
-    positions: dict[tuple[str, int], int] = {}
-    for item in batch:
-        key = (item.topic, item.partition)
-        positions[key] = max(positions.get(key, -1), item.offset + 1)
-    if not positions:
-        return
-    stmt = insert_for(conn, AlertOffset.__table__)
-    greatest = func.greatest if conn.dialect.name == "postgresql" else func.max
+def _park(conn: Connection, parked: Sequence[Parked], now: datetime) -> None:
+    """Record parked records (their events stay out of the alerts' subject histories)."""
     conn.execute(
-        stmt.on_conflict_do_update(
-            index_elements=["topic", "partition"],
-            set_={"next_offset": greatest(AlertOffset.next_offset, stmt.excluded.next_offset),
-                  "updated_at": stmt.excluded.updated_at},
-        ),
-        [{"topic": t, "partition": p, "next_offset": o, "updated_at": now} for (t, p), o in positions.items()],
+        insert_for(conn, AlertParked.__table__).on_conflict_do_nothing(),
+        [{"topic": p.topic, "partition": p.partition, "offset": p.offset, "event_id": p.event_id,
+          "subject": p.subject[:200] if p.subject else None, "type": p.type[:64] if p.type else None,
+          "kind": p.kind, "error": p.error[:200], "reason": p.reason, "parked_at": now} for p in parked],
     )
+
+
+def _lock_subjects(conn: Connection, subjects: Sequence[str], now: datetime, *, create: bool = True) -> dict[str, str]:
+    """The stored states of `subjects` ('' for none); on PostgreSQL their rows stay locked until commit.
+
+    Another alerts worker may apply events of the same subjects (during a rebalance, or
+    after the partitions grew): the rows are locked in subject order, a placeholder first
+    inserted for a subject without one (`create`), so the fold starts from the last
+    committed state and the alerts are evaluated by one worker at a time.
+    """
+    query = select(AlertSubject.subject, AlertSubject.state).where(AlertSubject.subject.in_(subjects))
+    if conn.dialect.name == "postgresql":
+        if create and subjects:
+            conn.execute(insert_for(conn, AlertSubject.__table__).on_conflict_do_nothing(),
+                         [{"subject": s, "state": "", "is_agreement": False, "updated_at": now} for s in subjects])
+        query = query.order_by(AlertSubject.subject).with_for_update()
+    return dict(conn.execute(query).all())
 
 
 def utcnow() -> datetime:

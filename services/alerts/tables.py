@@ -57,6 +57,23 @@ class AlertEvent(Base):
     seen_at: Mapped[datetime]
 
 
+class AlertParked(Base):
+    """A record the alerts worker could not apply, set aside on the dead-letter topic."""
+
+    __tablename__ = "alert_parked"
+
+    topic: Mapped[str] = mapped_column(String(255), primary_key=True)
+    partition: Mapped[int] = mapped_column(Integer, primary_key=True)
+    offset: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    event_id: Mapped[UUID | None] = mapped_column(Uuid, index=True)
+    subject: Mapped[str | None] = mapped_column(String(200))
+    type: Mapped[str | None] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(32))
+    error: Mapped[str] = mapped_column(String(200))
+    reason: Mapped[str] = mapped_column(Text)
+    parked_at: Mapped[datetime]
+
+
 class AlertSubject(Base):
     """The folded state of a subject as the alerts worker last saw it."""
 

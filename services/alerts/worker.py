@@ -1,8 +1,10 @@
 """The alerts worker: rules on every event and on the clock, and webhook delivery.
 
 One faust app (consumer group `accordwatch-alerts`) with:
-- an agent taking batches from `accordwatch.events` and applying each in one transaction
-  (`AlertStore.apply`: alert transitions, notifications, outbox rows, offsets);
+- the platform's consumer path on `accordwatch.events`, applying each batch in one
+  transaction (`AlertStore.apply`: alert transitions, notifications, outbox rows, parked
+  records, offsets); a record that does not decode or whose rules raise is parked on the
+  dead-letter topic and the rest goes on;
 - a timer acting on due reminders, deadlines and expiries (`AlertStore.tick`);
 - a long-running task delivering the outbox (`Dispatcher`): each batch hands the deliveries
   it wrote (leased to it in the same transaction) straight to per-subscriber lanes;
@@ -16,16 +18,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import faust
 import mode.loop
-from faust.sensors.prometheus import setup_prometheus_sensors
-from faust.types import TP, EventT
-from sqlalchemy.exc import SQLAlchemyError
-from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
 
-from schemas.cloudevents import UndecodableRecord, from_record
 from services.alerts import metrics, outbox, statements
 from services.alerts.delivery import Sender
 from services.alerts.dispatcher import Dispatcher
@@ -34,12 +31,15 @@ from services.alerts.migrate import upgrade
 from services.alerts.rules import RuleSet, RulesFileError, load_rules
 from services.alerts.settings import AlertsSettings
 from services.alerts.statements import StoreThread
-from services.alerts.store import AlertStore, Consumed, Outcome
+from services.alerts.store import AlertStore, Handoff, Outcome
+from services.platform.consumer import ConsumerMetrics, WorkerConsumer, worker_app
 from services.platform.db import make_engine
+from services.platform.isolation import Batch, Record, Sink
 
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
+T = TypeVar("T")
 
 
 def utc_now() -> datetime:
@@ -56,13 +56,35 @@ def delivery_policy(settings: AlertsSettings) -> outbox.Policy:
     )
 
 
+class AlertsSink(Sink[Outcome]):
+    """The alert store as the consumer path's port: each batch applied at the clock's time."""
+
+    def __init__(self, store: AlertStore, clock: Clock) -> None:
+        self.store = store
+        self.clock = clock
+        self.handoff: Handoff | None = None
+        """The dispatcher's room for this write's deliveries (set around each write by the worker)."""
+
+    def write(self, batch: Batch) -> Outcome:
+        return self.store.apply(batch, self.clock(), self.handoff)
+
+    def positions(self, topic: str) -> dict[int, int]:
+        return self.store.positions(topic)
+
+
+CONSUMER_METRICS = ConsumerMetrics(
+    lag=metrics.CONSUMER_LAG, parked=metrics.DLQ_RECORDS, retries=metrics.BATCH_RETRIES,
+    behind=metrics.RECORDS_BEHIND, gaps=metrics.POSITION_SEEKS,
+)
+
+
 class AlertsWorker:
     """Holds the store, the dispatcher and the faust app."""
 
     def __init__(self, settings: AlertsSettings, rules: RuleSet, *, clock: Clock = utc_now) -> None:
         self.settings = settings
         self.clock = clock
-        self.engine = make_engine(settings.database_url, writer=True)
+        self.engine = make_engine(settings.database_url, writer=True, busy_timeout_s=settings.sqlite_busy_timeout_s)
         upgrade(self.engine)
         statements.count(self.engine)
         self.store = AlertStore(
@@ -77,71 +99,33 @@ class AlertsWorker:
             self.engine, self.sender, delivery_policy(settings),
             concurrency=settings.endpoint_concurrency, buffer=settings.endpoint_buffer, clock=clock, db=self.db,
         )
-        data_dir = settings.home / "faust" / settings.consumer_group
-        data_dir.mkdir(parents=True, exist_ok=True)
-        self.app = faust.App(
-            settings.consumer_group,
-            broker=[f"kafka://{server.strip()}" for server in settings.kafka_bootstrap_servers.split(",")],
-            value_serializer="raw",
-            key_serializer="raw",
-            store="memory://",
-            datadir=str(data_dir),
-            web_enabled=True,
-            web_bind=settings.api_host,
-            web_host=settings.api_host,
-            web_port=settings.worker_metrics_port,
-            web_in_thread=False,
-            topic_allow_declare=False,
-            topic_disable_leader=True,
-            consumer_auto_offset_reset="earliest",
-            broker_commit_interval=1.0,
-            broker_session_timeout=settings.session_timeout_s,
-            broker_heartbeat_interval=max(1.0, settings.session_timeout_s / 4),
-            stream_buffer_maxsize=max(4 * settings.batch_max, 4096),
-            broker_max_poll_records=settings.batch_max,
-            loghandlers=[],
-        )
-        self.events = self.app.topic(
-            settings.events_topic, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw",
-        )
-        setup_prometheus_sensors(self.app, pattern="/metrics", name_prefix="accordwatch_alerts_faust")
-        self.app.agent(self.events, name="alerts")(self._agent)
+        self.sink = AlertsSink(self.store, clock)
+        self.app = worker_app(settings)
+        self.consumer = WorkerConsumer(self.app, settings, self.sink, CONSUMER_METRICS, name="alerts",
+                                       run=self._in_store, written=self._written)
         self.app.timer(settings.tick_s)(self._tick)
         self.app.timer(2.0)(self._refresh_gauges)
         self.app.task(self._deliver)
 
-    async def _agent(self, stream: Any) -> None:
-        async for batch in stream.take_events(self.settings.batch_max, within=self.settings.batch_within_s):
-            await self.evaluate(batch)
-
-    async def evaluate(self, batch: Sequence[EventT[Any]]) -> None:
-        """Decode a batch and apply it; undecodable records are skipped (the projector dead-letters them)."""
-        consumed: list[Consumed] = []
-        for item in batch:
-            message = item.message
-            headers = cast(list[tuple[str, bytes]], list(message.headers or []))
-            try:
-                event = from_record(message.key, message.value, headers)
-            except UndecodableRecord as exc:
-                metrics.DLQ_RECORDS.labels(exc.kind).inc()
-                event = None
-            consumed.append(Consumed(message.topic, message.partition, message.offset, event))
+    async def _in_store(self, call: Callable[..., T], *args: Any) -> T:
+        """Run a consumer-path call on the store thread; a batch with the dispatcher's hand-off room."""
+        if getattr(call, "__func__", None) is not AlertsSink.write:
+            found: Any = await self.db.run("positions", call, *args)
+            return cast(T, found)
         handoff, reserved = self.dispatcher.reserve()
         outcome: Outcome | None = None
         try:
-            async for attempt in AsyncRetrying(
-                retry=retry_if_exception_type(SQLAlchemyError), wait=wait_exponential(0.1, max=10),
-                before_sleep=lambda state: log.warning("applying a batch failed (%s); retrying", state.outcome),
-                reraise=True,
-            ):
-                with attempt:  # a database hiccup (locked, failover) retries the whole batch; it is idempotent
-                    handoff.room = dict(reserved)
-                    outcome = await self.db.run("apply", self.store.apply, consumed, self.clock(), handoff)
+            handoff.room = dict(reserved)
+            self.sink.handoff = handoff
+            written: Outcome = await self.db.run("apply", self.sink.write, *args)
+            outcome = written
+            return cast(T, written)
         finally:
+            self.sink.handoff = None
             self.dispatcher.accept(reserved, outcome)
-        assert outcome is not None
+
+    def _written(self, outcome: Outcome, batch: Batch, records: Sequence[Record]) -> None:
         metrics.EVENTS_APPLIED.inc(outcome.new_events)
-        metrics.EVALUATION_ERRORS.inc(len(outcome.failed_subjects))
         self._count(outcome)
 
     async def _tick(self) -> None:
@@ -182,18 +166,6 @@ class AlertsWorker:
         in_memory, spilled = self.dispatcher.held()
         metrics.WEBHOOKS_IN_MEMORY.set(in_memory)
         metrics.SUBSCRIPTIONS_SPILLED.set(spilled)
-        consumer = self.app.consumer
-        try:
-            assignment = consumer.assignment()
-        except Exception:
-            return
-        positions = await self.db.run("gauges", self.store.positions, self.settings.events_topic)
-        for tp in assignment:
-            if tp.topic != self.settings.events_topic:
-                continue
-            highwater = consumer.highwater(TP(tp.topic, tp.partition))
-            if highwater is not None:
-                metrics.CONSUMER_LAG.labels(str(tp.partition)).set(max(0, highwater - positions.get(tp.partition, 0)))
 
 
 def main() -> None:

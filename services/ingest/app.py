@@ -26,6 +26,7 @@ def create_app(settings: IngestSettings, publisher: Publisher | None = None) -> 
         timeout_s=settings.produce_timeout_s,
         linger_ms=settings.linger_ms,
         max_request_bytes=settings.kafka_max_request_bytes,
+        metadata_max_age_s=settings.kafka_metadata_max_age_s,
     )
 
     @asynccontextmanager

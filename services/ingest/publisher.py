@@ -78,8 +78,10 @@ class KafkaPublisher(Publisher):
     def __init__(
         self, bootstrap_servers: str, topic: str, *, timeout_s: float, linger_ms: int,
         max_request_bytes: int = MAX_REQUEST_BYTES,
+        metadata_max_age_s: float = 60.0,
     ) -> None:
         self._bootstrap = bootstrap_servers
+        self._metadata_max_age_ms = int(metadata_max_age_s * 1000)
         self._topic = topic
         self._timeout_s = timeout_s
         self._linger_ms = linger_ms
@@ -102,6 +104,7 @@ class KafkaPublisher(Publisher):
                     linger_ms=self._linger_ms,
                     request_timeout_ms=int(self._timeout_s * 1000),
                     max_request_size=self._max_request_bytes,
+                    metadata_max_age_ms=self._metadata_max_age_ms,
                 )
                 try:
                     await producer.start()

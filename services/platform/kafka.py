@@ -19,6 +19,7 @@ def make_producer(
     request_timeout_ms: int = 5_000,
     max_batch_size: int = 1_048_576,
     max_request_size: int = MAX_REQUEST_BYTES,
+    metadata_max_age_ms: int = 60_000,
 ) -> AIOKafkaProducer:
     """A durable producer: acks from every in-sync replica and idempotent retries."""
     return AIOKafkaProducer(
@@ -31,7 +32,7 @@ def make_producer(
         max_request_size=max_request_size,
         request_timeout_ms=request_timeout_ms,
         retry_backoff_ms=100,
-        metadata_max_age_ms=60_000,
+        metadata_max_age_ms=metadata_max_age_ms,
     )
 
 

@@ -17,7 +17,20 @@ REFOLDS = Counter(
     "accordwatch_projector_refolds_total", "Subjects re-folded from all their events (late, retracted or corrected)"
 )
 DLQ_RECORDS = Counter(
-    "accordwatch_projector_dlq_records_total", "Undecodable records sent to the dead-letter topic", ["reason"]
+    "accordwatch_projector_dlq_records_total",
+    "Records parked on the dead-letter topic (they do not decode, or applying them failed)", ["reason"]
+)
+BATCH_RETRIES = Counter(
+    "accordwatch_projector_batch_retries_total",
+    "Tries of a batch that failed transiently (database down or locked, DLQ away), by error", ["error"]
+)
+RECORDS_BEHIND = Counter(
+    "accordwatch_projector_records_behind_total",
+    "Records dropped because the stored position was already past them (redelivered, or applied by another worker)",
+)
+POSITION_SEEKS = Counter(
+    "accordwatch_projector_position_seeks_total",
+    "Times a partition was sought back to the position stored with the read model",
 )
 BATCH_SECONDS = Histogram(
     "accordwatch_projector_batch_apply_seconds", "Time to apply one batch in one transaction",

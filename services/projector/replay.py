@@ -6,7 +6,10 @@ and applies it in large batches. A rebuild has no order across subjects and a su
 lives on one partition, so the bulk of it runs in `replay_processes` processes, each
 rebuilding its share of the partitions up to the end it saw at the start (and folding
 them) into the same generation; then one pass over every partition takes whatever came
-since, from the positions those processes committed, and swaps. Nobody reads the new generation before the swap, so
+since, from the positions those processes committed, and swaps. What fails is isolated
+like the live worker does it (a record that fails is parked in the new generation; the
+live workers already put it on the dead-letter topic; a subject whose deferred fold fails
+is applied again event by event). Nobody reads the new generation before the swap, so
 while catching up the store only writes events and offsets and holds the events to fold
 many batches at once (`defer_fold`): a subject with late events is re-folded once, not
 once per batch. Once it has reached the end of the topic and is at least as far as the
@@ -24,16 +27,18 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from schemas.cloudevents import UndecodableRecord, from_record
+from schemas.cloudevents import from_record
 from services.platform.db import make_engine
+from services.platform.isolation import Hooks, Isolator, NoDeadLetters, Parked, Record, bisect, in_thread
 from services.projector.readmodel.migrate import upgrade
-from services.projector.readmodel.store import Consumed, ReadModelStore
+from services.projector.readmodel.store import Applied, GenerationSink, ReadModelStore
 from services.projector.settings import ProjectorSettings
 
 Progressed = Callable[[int, int, float], None]  # records done, records known, events/s
@@ -43,7 +48,7 @@ Progressed = Callable[[int, int, float], None]  # records done, records known, e
 class Rebuilt:
     generation: int
     records: int
-    undecodable: int
+    parked: int
     seconds: float
 
     @property
@@ -64,13 +69,13 @@ async def rebuild(
     started = time.perf_counter()
     building = await asyncio.to_thread(store.start_generation)
     share = processes if processes is not None else settings.replay_processes
-    done = undecodable = 0
+    done = parked = 0
     if share > 1:
-        done, undecodable = await _rebuild_in_processes(settings, building, share, batch, progress)
+        done, parked = await _rebuild_in_processes(settings, building, share, batch, progress)
     with _bulk_allocation():
         tail = await _rebuild(settings, store, building, batch=batch, swap=swap, resume=share > 1,
                               progress=progress and _after(done, started, progress))
-    return Rebuilt(building, done + tail.records, undecodable + tail.undecodable, time.perf_counter() - started)
+    return Rebuilt(building, done + tail.records, parked + tail.parked, time.perf_counter() - started)
 
 
 def _after(done: int, started: float, progress: Progressed) -> Progressed:
@@ -86,7 +91,7 @@ def _after(done: int, started: float, progress: Progressed) -> Progressed:
 async def _rebuild_in_processes(
     settings: ProjectorSettings, building: int, processes: int, batch: int, progress: Progressed | None
 ) -> tuple[int, int]:
-    """Rebuild the partitions up to their current ends in `processes` processes; records and undecodable done."""
+    """Rebuild the partitions up to their current ends in `processes` processes; records done and parked."""
     ends = await _end_offsets(settings)
     shares = [sorted(p for p in ends if p % processes == n) for n in range(processes)]
     shares = [share for share in shares if share]
@@ -139,7 +144,8 @@ def _share_counter(counter: Any) -> None:
 def _rebuild_share(settings: ProjectorSettings, building: int, ends: dict[int, int], batch: int) -> tuple[int, int]:
     """In a process of its own: rebuild these partitions up to `ends` into `building`, folded."""
     engine = make_engine(settings.database_url, writer=True)
-    store = ReadModelStore(engine, hold_events=settings.replay_hold_events)
+    # Other processes fold into the same generation; after the partitions grew, the same subjects too.
+    store = ReadModelStore(engine, hold_events=settings.replay_hold_events, shared_generation=True)
     try:
         with _bulk_allocation():
             return asyncio.run(_read_share(settings, store, building, ends, batch))
@@ -153,7 +159,8 @@ async def _read_share(
     tps = [TopicPartition(settings.events_topic, p) for p in sorted(ends)]
     consumer = _consumer(settings)
     await consumer.start()
-    records = undecodable = 0
+    records = 0
+    folding = _Folding(settings, store, building)
     try:
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
@@ -163,23 +170,22 @@ async def _read_share(
             if not remaining:
                 break
             fetched = await consumer.getmany(*remaining, timeout_ms=500, max_records=batch)
-            items, bad = _decode(fetched, ends)
+            items = _records(fetched, ends)
             if not items:
                 continue
             if pending is not None:
                 await pending
-            pending = asyncio.create_task(_apply(store, items, building))
+            pending = asyncio.create_task(folding.apply(items))
             records += len(items)
-            undecodable += bad
             if _COUNTER is not None:
                 with _COUNTER.get_lock():
                     _COUNTER.value += len(items)
         if pending is not None:
             await pending
-        await asyncio.to_thread(store.fold_deferred, building)
+        await folding.fold(store.held_subjects(building))
     finally:
         await consumer.stop()
-    return records, undecodable
+    return records, len(folding.parked)
 
 
 def _consumer(settings: ProjectorSettings, *topics: str) -> AIOKafkaConsumer:
@@ -190,21 +196,60 @@ def _consumer(settings: ProjectorSettings, *topics: str) -> AIOKafkaConsumer:
     )
 
 
-def _decode(fetched: dict[TopicPartition, list[Any]], ends: dict[int, int] | None = None) -> tuple[list[Consumed], int]:
-    """The fetched records as `Consumed` (only those before `ends`, when given), and how many did not decode."""
-    items: list[Consumed] = []
-    undecodable = 0
+def _records(fetched: dict[TopicPartition, list[Any]], ends: dict[int, int] | None = None) -> list[Record]:
+    """The fetched records (only those before `ends`, when given)."""
+    items: list[Record] = []
     for tp, messages in fetched.items():
         for m in messages:
             if ends is not None and m.offset >= ends[tp.partition]:
                 break
-            try:
-                event = from_record(m.key, m.value, m.headers)
-            except UndecodableRecord:
-                undecodable += 1
-                event = None
-            items.append(Consumed(tp.topic, tp.partition, m.offset, event, m.value if event else None))
-    return items, undecodable
+            items.append(Record(tp.topic, tp.partition, m.offset, m.key, m.value, list(m.headers or ())))
+    return items
+
+
+class _Folding:
+    """A rebuild's batches, and the folds of what they hold, each isolated like the live worker's.
+
+    One writer per partition (this pass, or one process's share): positions only move
+    forward, no checks. A batch that fails is bisected and the failing record parked; a
+    deferred fold that fails is bisected by subject, and a subject that fails alone has its
+    held events taken back out and applied again batch-wise, so the one that fails is parked.
+    """
+
+    def __init__(self, settings: ProjectorSettings, store: ReadModelStore, generation: int) -> None:
+        self.store = store
+        self.generation = generation
+        self.topic = settings.events_topic
+        self.parked: list[Parked] = []
+        hooks: Hooks[Applied] = Hooks(parked=self.parked.append)
+        self.isolator = Isolator(GenerationSink(store, generation), NoDeadLetters(), from_record, in_thread,
+                                 retry_max_s=settings.retry_max_s, hooks=hooks, checked=False)
+        self.refolder = Isolator(GenerationSink(store, generation, defer_fold=False), NoDeadLetters(), from_record,
+                                 in_thread, retry_max_s=settings.retry_max_s, hooks=hooks, checked=False)
+
+    async def apply(self, records: list[Record]) -> None:
+        """Store a batch (folded later); fold what is held once there is enough of it."""
+        await self.isolator.apply(records)
+        if self.store.holding(self.generation) >= self.store.hold_events:
+            await self.fold(self.store.held_subjects(self.generation))
+
+    async def fold(self, subjects: list[str]) -> int:
+        """Fold the held events of `subjects`; how many subjects."""
+        if subjects:
+            await bisect(subjects, self._fold, self._refold_alone)
+        return len(subjects)
+
+    async def _fold(self, subjects: list[str]) -> None:
+        async def call() -> None:
+            await asyncio.to_thread(self.store.fold_deferred, self.generation, subjects)
+
+        await self.isolator.retrying(call)
+
+    async def _refold_alone(self, subject: str, exc: Exception) -> None:
+        """One subject's held events fail to fold together: apply them again in log order, parking what fails."""
+        items = await self.isolator.retrying(
+            partial(asyncio.to_thread, self.store.release_held, self.generation, subject, self.topic))
+        await self.refolder.apply_decoded(items)
 
 
 @contextmanager
@@ -225,7 +270,7 @@ def _bulk_allocation() -> Iterator[None]:
 @dataclass(frozen=True)
 class _Pass:
     records: int
-    undecodable: int
+    parked: int
 
 
 async def _rebuild(
@@ -237,7 +282,8 @@ async def _rebuild(
     consumer = _consumer(settings, topic)
     await consumer.start()
     started = time.perf_counter()
-    records = undecodable = 0
+    records = 0
+    folding = _Folding(settings, store, building)
     try:
         tps = await _assigned(consumer, settings)
         await consumer.seek_to_beginning(*tps)
@@ -263,20 +309,19 @@ async def _rebuild(
                 if pending is not None:
                     await pending
                     pending = None
-                if await asyncio.to_thread(store.fold_deferred, building):
+                if await folding.fold(store.held_subjects(building)):
                     continue  # folding took a while: look again for records that came meanwhile
                 if not swap or await asyncio.to_thread(store.swap, building, topic):
                     break
                 continue
             fetched = await consumer.getmany(*tps, timeout_ms=500, max_records=batch)
-            items, bad = _decode(fetched)
-            undecodable += bad
+            items = _records(fetched)
             if not items:
                 continue
-            # Overlap decoding the next fetch with writing this one.
+            # Overlap reading the next fetch with writing this one.
             if pending is not None:
                 await pending
-            pending = asyncio.create_task(_apply(store, items, building))
+            pending = asyncio.create_task(folding.apply(items))
             records += len(items)
             if progress is not None:
                 known = sum(end.values())
@@ -285,11 +330,7 @@ async def _rebuild(
             await asyncio.to_thread(store.drop_generations_below, building)
     finally:
         await consumer.stop()
-    return _Pass(records, undecodable)
-
-
-async def _apply(store: ReadModelStore, items: list[Consumed], generation: int) -> None:
-    await asyncio.to_thread(store.apply, items, generation=generation, defer_fold=True)
+    return _Pass(records, len(folding.parked))
 
 
 def rebuild_with_progress(settings: ProjectorSettings, *, console: Console) -> Rebuilt:

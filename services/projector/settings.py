@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from pydantic import AliasChoices, Field
 
-from services.platform.settings import CommonSettings
+from services.platform.settings import WorkerSettings
 
 DEFAULT_DATABASE_URL = "sqlite:///.local/accordwatch.db"
 
 
-class ProjectorSettings(CommonSettings):
+class ProjectorSettings(WorkerSettings):
     """The projector worker and its query API."""
+
+    service: ClassVar[str] = "projector"
 
     database_url: str = Field(
         default=DEFAULT_DATABASE_URL,

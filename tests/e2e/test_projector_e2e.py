@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import uuid
 from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
@@ -17,10 +18,11 @@ from sqlalchemy import select
 
 from services.platform.db import make_engine
 from services.projector.readmodel.store import ReadModelStore, active_generation
-from services.projector.readmodel.tables import StoredEvent
+from services.projector.readmodel.tables import ParkedEvent, StoredEvent
 from services.projector.replay import rebuild
 from services.projector.settings import ProjectorSettings
 from tests.conftest import Broker, RunningStack, dump_generation, make_stack, read_topic, wait_for
+from tests.faults.injection import refuse_subject
 from tests.samples import event
 from tests.workload import realistic_events
 
@@ -73,39 +75,66 @@ def test_posted_events_appear_in_the_query_api(any_stack: RunningStack) -> None:
 
 def test_poison_records_go_to_the_dlq_and_the_worker_goes_on(kafka: Broker, any_stack: RunningStack) -> None:
     stack = any_stack
-    good = event("AgreementSigned", subject="us-py-aca-2024", occurred_at="2024-03-01", data={"parties": ["US", "PY"]})
-    unknown = {
-        **event("AgreementSigned"),
-        "id": "0190f5c2-5a4e-7d3c-8a8b-1b2c3d4e5f99",
-        "recorded_at": "2024-03-01T00:00:00Z",
-        "type": "TreatyRatified",
-    }
-    invalid = {
-        **event("TransferReported"),
-        "id": "0190f5c2-5a4e-7d3c-8a8b-1b2c3d4e5f98",
-        "recorded_at": "2024-03-01T00:00:00Z",
-    }
+    subject = f"us-py-aca-{uuid.uuid4().hex[:6]}"
+    refused = f"refused-{uuid.uuid4().hex[:6]}"
+    engine = make_engine(stack.stack.db_url)
+    refuse_subject(engine, "events", refused)  # the database refuses this subject's rows: an apply error
+    good = event("AgreementSigned", subject=subject, occurred_at="2024-03-01", data={"parties": ["US", "PY"]})
+    later = event("TransferReported", subject=subject, occurred_at="2024-04-01",
+                  data={"count": 12, "cumulative": False})
+
+    def straight(doc: dict[str, Any], on: str = subject) -> dict[str, Any]:
+        return {**doc, "subject": on, "id": str(uuid.uuid4()), "recorded_at": "2024-03-01T00:00:00Z"}
+
+    unknown = {**straight(event("AgreementSigned")), "type": "TreatyRatified"}
+    invalid = straight(event("TransferReported"))
     invalid["data"] = {"count": -5}
+    # Shapes ingest once accepted: an instant past year 9999, a count no column holds (decoded or not,
+    # depending on the contract's bounds, they are parked), and an event the database refuses.
+    far = straight(event("AgreementSigned", occurred_at="9999-12-31T23:30:00-01:00", data={"parties": ["US", "PY"]}))
+    huge = straight(event("TransferReported", occurred_at="2024-03-15", data={"count": 2**63, "cumulative": True}))
+    refusing = straight(event("AgreementSigned", data={"parties": ["US", "PY"]}), on=refused)
 
     async def produce() -> None:
         producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap, acks="all")
         await producer.start()
         try:
-            for value in (b"{not json", orjson.dumps(unknown), orjson.dumps(invalid)):
-                await producer.send_and_wait(stack.events_topic, value, key=b"us-py-aca-2024")
+            for value in (b"{not json", orjson.dumps(unknown), orjson.dumps(invalid), orjson.dumps(far),
+                          orjson.dumps(huge)):
+                await producer.send_and_wait(stack.events_topic, value, key=subject.encode())
+            await producer.send_and_wait(stack.events_topic, orjson.dumps(refusing), key=refused.encode())
         finally:
             await producer.stop()
 
     asyncio.run(produce())
-    stack.post(good)  # after the poison, on the same partition (same key)
-    wait_for(lambda: agreement(stack, "us-py-aca-2024"), what="the good event after the poison")
-    dead = kafka.read_all(stack.dlq_topic, expect=3)
-    kinds = sorted(dict(r.headers)["accordwatch-dlq-kind"].decode() for r in dead)
-    assert kinds == ["invalid", "not_json", "unknown_type"]
-    assert all(dict(r.headers)["accordwatch-dlq-reason"] for r in dead)
+    stack.post(good, later)  # after the poison, on the same partition (same key)
+    found = wait_for(lambda: (a := agreement(stack, subject)) and a["transfers_total"] == 12 and a,
+                     what="the good events after the poison, folded without it")
+    assert found["status"] == "signed"
+    dead = [r for r in kafka.read_all(stack.dlq_topic) if r.key in (subject.encode(), refused.encode())]
+    headers = [{k: v.decode() for k, v in r.headers} for r in dead]
+    kinds = [h["accordwatch-dlq-kind"] for h in headers]
+    assert len(dead) == 6
+    assert {"not_json", "unknown_type", "invalid", "apply_error"} <= set(kinds) <= {
+        "not_json", "unknown_type", "invalid", "apply_error"}
+    assert all(h["accordwatch-dlq-reason"] for h in headers)
+    assert {h["accordwatch-dlq-group"] for h in headers} == {stack.stack.extra_env["ACCORDWATCH_PROJECTOR_GROUP"]}
+    assert all(h["accordwatch-dlq-origin"].startswith(f"{stack.events_topic}/") for h in headers)
+    [injected] = [h for h in headers if "injected" in h["accordwatch-dlq-reason"]]
+    assert injected["accordwatch-dlq-kind"] == "apply_error"
+    assert injected["accordwatch-dlq-error"] in {"DataError", "IntegrityError"}
     assert {r.value for r in dead} >= {b"{not json"}
+    try:
+        with engine.connect() as conn:
+            parked = set(conn.execute(select(ParkedEvent.event_id).where(ParkedEvent.kind == "apply_error"))
+                         .scalars())
+            stored = set(conn.execute(select(StoredEvent.subject).where(StoredEvent.subject == refused)).scalars())
+    finally:
+        engine.dispose()
+    assert uuid.UUID(refusing["id"]) in parked
+    assert stored == set(), "a parked event is in no subject's history"
     metrics = httpx.get(f"{stack.stack.urls['projector-worker']}/metrics").text
-    assert 'accordwatch_projector_dlq_records_total{reason="not_json"} 1.0' in metrics
+    assert 'accordwatch_projector_dlq_records_total{reason="apply_error"}' in metrics
 
 
 @pytest.fixture

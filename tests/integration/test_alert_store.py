@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import random
+import threading
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -11,17 +13,20 @@ from typing import Any
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import Engine, insert, select, text
+from sqlalchemy import Engine, func, insert, select, text
 
+from schemas.cloudevents import from_record, to_record
 from schemas.envelope import Event, instant
 from schemas.registry import parse_event
 from services.alerts import outbox
 from services.alerts.migrate import upgrade
 from services.alerts.rules import load_rules
 from services.alerts.settings import DEFAULT_RULES
-from services.alerts.store import AlertStore, Consumed, load_alerts
-from services.alerts.tables import Alert, Base, Delivery, Subscription
+from services.alerts.store import AlertStore, load_alerts
+from services.alerts.tables import Alert, AlertEvent, AlertParked, Base, Delivery, Subscription
+from services.alerts.worker import AlertsSink
 from services.platform.db import make_engine
+from services.platform.isolation import Consumed, Isolator, NoDeadLetters, Record, in_thread
 
 ROOT = Path(__file__).resolve().parents[2]
 CASE = "innovation-law-lab-v-wolf"
@@ -172,29 +177,104 @@ def test_outbox_retries_on_schedule_honours_retry_after_and_gives_up(engine: Eng
     assert "failed after every retry" in (reason or "")
 
 
-def test_a_subject_whose_rules_raise_does_not_stop_the_batch(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+def stay_request(subject: str, now: datetime) -> Event:
+    return parse_event({"id": str(uuid.uuid4()), "type": "StayRequested", "subject": subject,
+                        "occurred_at": now.isoformat(), "recorded_at": now.isoformat(),
+                        "sources": [{"publisher": "AP", "url": "https://apnews.com/x"}], "confidence": "confirmed",
+                        "data": {"requested_by": "DHS", "court": "SCOTUS"}})
+
+
+async def test_an_event_whose_rules_raise_is_parked_and_the_rest_of_the_batch_goes_on(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from services.alerts import engine as rules_engine
 
     original = rules_engine.EVALUATORS["ruling-issued"]
 
     def broken(rule: Any, rules: Any, state: Any, new: Any, ctx: Any) -> Any:
-        if state.subject == "bad-case":
+        if any(e.data.requested_by == "a rule bug" for e in new if e.type == "StayRequested"):
             raise RuntimeError("a rule bug")
         return original(rule, rules, state, new, ctx)
 
     monkeypatch.setitem(rules_engine.EVALUATORS, "ruling-issued", broken)
     store = AlertStore(engine, load_rules(DEFAULT_RULES))
     now = datetime.now(UTC)
-
-    def request(subject: str) -> Event:
-        return parse_event({"id": str(uuid.uuid4()), "type": "StayRequested", "subject": subject,
-                            "occurred_at": now.isoformat(), "recorded_at": now.isoformat(),
-                            "sources": [{"publisher": "AP", "url": "https://apnews.com/x"}],
-                            "confidence": "confirmed", "data": {"requested_by": "DHS", "court": "SCOTUS"}})
-
-    outcome = store.apply([Consumed("events", 0, 0, request("bad-case")), Consumed("events", 1, 0, request("good"))],
-                          now)
-    assert outcome.failed_subjects == ["bad-case"]
+    good, later = stay_request("case-a", now), stay_request("case-a", now + timedelta(minutes=1))
+    bad = parse_event({**json.loads(stay_request("case-a", now).model_dump_json()),
+                       "data": {"requested_by": "a rule bug", "court": "SCOTUS"}})
+    other = stay_request("case-b", now)
+    records = [Record("events", 0, offset, *_raw(e)) for offset, e in enumerate((good, bad, later))]
+    records.append(Record("events", 1, 0, *_raw(other)))
+    isolator = Isolator(AlertsSink(store, lambda: now), NoDeadLetters(), from_record, in_thread)
+    isolator.positions = {("events", 0): 0, ("events", 1): 0}
+    await isolator.apply(records)
     with engine.connect() as conn:
-        assert {a.subject for a in load_alerts(conn)} == {"good"}
-    assert store.positions("events") == {0: 1, 1: 1}
+        parked = conn.execute(select(AlertParked.offset, AlertParked.event_id, AlertParked.error)).all()
+        stored = set(conn.execute(select(AlertEvent.id)).scalars())
+        alerts = {a.subject for a in load_alerts(conn)}
+    assert parked == [(1, bad.event_id, "RuntimeError")]
+    assert stored == {good.event_id, later.event_id, other.event_id}
+    assert alerts == {"case-a", "case-b"}, "the subject's other events and the other subject still fire"
+    assert store.positions("events") == {0: 3, 1: 1}
+    assert isolator.positions == {("events", 0): 3, ("events", 1): 1}
+
+
+def _raw(event: Event) -> tuple[bytes, bytes, list[tuple[str, bytes]]]:
+    record = to_record(event, source="test")
+    return record.key, record.value, record.headers
+
+
+def test_two_workers_evaluating_the_same_subjects_at_once_notify_each_change_once(database_url: str) -> None:
+    """Two alerts workers applying events of the same cases at the same time (a rebalance, partitions growing)."""
+    engines = [make_engine(database_url, writer=True) for _ in range(2)]
+    upgrade(engines[0])
+    subscribe(engines[0])
+    now = datetime.now(UTC)
+    cases = [f"case-{i}" for i in range(6)]
+    stream: list[Event] = []
+    for step in range(12):
+        for case in cases:
+            kind = "StayRequested" if step % 2 == 0 else "StayDecided"
+            data = {"requested_by": f"party {step}", "court": "SCOTUS"} if kind == "StayRequested" else {
+                "court": "SCOTUS", "decision": "denied"}
+            stream.append(parse_event({
+                "id": str(uuid.uuid4()), "type": kind, "subject": case,
+                "occurred_at": (now + timedelta(seconds=step)).isoformat(), "recorded_at": now.isoformat(),
+                "sources": [{"publisher": "AP", "url": "https://apnews.com/x"}], "confidence": "confirmed",
+                "data": data}))
+    items = [Consumed("events", i % 2, i // 2, e) for i, e in enumerate(stream)]
+    rng = random.Random(5)
+    shares = [[c for c in items if c.partition == w or rng.random() < 0.3] for w in (0, 1)]
+    errors: list[BaseException] = []
+
+    def work(store: AlertStore, share: list[Consumed], seed: int) -> None:
+        sizes = random.Random(seed)
+        position = 0
+        try:
+            while position < len(share):
+                size = sizes.randrange(1, 6)
+                store.apply(share[position:position + size], now + timedelta(minutes=1))
+                position += size
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(AlertStore(e, load_rules(DEFAULT_RULES)), share, n))
+               for n, (e, share) in enumerate(zip(engines, shares, strict=True))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    changes = notifications(engines[0])
+    assert len(changes) == len(set(changes)), "a change notified twice"
+    with engines[0].connect() as conn:
+        per_notification = conn.execute(text(
+            "SELECT notification_id, count(*) FROM deliveries GROUP BY notification_id HAVING count(*) > 1")).all()
+        stays = conn.execute(select(Alert.subject, Alert.state).where(Alert.rule == "stay-requested")).all()
+        stored = conn.execute(select(func.count()).select_from(AlertEvent)).scalar_one()
+    assert per_notification == []
+    assert stored == len(stream)
+    assert sorted(stays) == sorted((case, "resolved") for case in cases for _ in range(6)), \
+        "one alert per stay request, each resolved by the decision after it"
+    for e in engines:
+        e.dispose()

@@ -66,7 +66,7 @@ def test_rebuild_in_two_processes_equals_one_process(kafka: Broker, database_url
         shown: list[tuple[int, int]] = []
         split = asyncio.run(rebuild(settings, store, swap=False, processes=2, batch=700,
                                     progress=lambda done, known, _: shown.append((done, known))))
-        assert (single.records, single.undecodable) == (split.records, split.undecodable) == (len(docs) + 1, 1)
+        assert (single.records, single.parked) == (split.records, split.parked) == (len(docs) + 1, 1)
         assert split.generation != single.generation
         assert shown[-1] == (split.records, split.records), "the progress bar ends at the whole topic"
         assert [d for d, _ in shown] == sorted(d for d, _ in shown)

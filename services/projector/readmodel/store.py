@@ -25,11 +25,15 @@ from schemas.events import StatisticReported
 from schemas.registry import InvalidEvent, parse_event_json
 from services.domain.fold import advance, fold, fold_sorted, is_meta, resolve
 from services.domain.state import SortKey, SubjectState
+from services.platform.db import dialect_insert
+from services.platform.isolation import Batch, Consumed, Parked, Sink
+from services.platform.positions import load_positions, save_positions
 from services.projector.readmodel.tables import (
     AgreementRow,
     CaseRow,
     ConsumerOffset,
     DeadlineRow,
+    ParkedEvent,
     ProjectionGeneration,
     StatisticRow,
     StoredEvent,
@@ -37,16 +41,10 @@ from services.projector.readmodel.tables import (
     TransferRow,
 )
 
+__all__ = ["Applied", "Consumed", "GenerationSink", "ReadModelStore", "active_generation", "load_events"]
 
-@dataclass(frozen=True, slots=True)
-class Consumed:
-    """One record taken from the topic: its position and, if it decoded, its event."""
-
-    topic: str
-    partition: int
-    offset: int
-    event: Event | None
-    value: bytes | None = None
+PLACEHOLDER_COUNT = -1
+"""`event_count` of a subject row inserted only to be locked; replaced in the same transaction."""
 
 
 @dataclass(slots=True)
@@ -58,6 +56,7 @@ class Applied:
     refolds: int = 0
     subjects: set[str] = field(default_factory=set)
     newest_recorded_at: datetime | None = None
+    parked: int = 0
 
 
 SubjectRows = tuple[dict[tuple[Any, ...], dict[str, Any]], ...]
@@ -114,10 +113,6 @@ def upsert(conn: Connection, table: Any) -> Any:
     return sqlite_insert(table)
 
 
-def _greatest(conn: Connection, a: Any, b: Any) -> Any:
-    return func.greatest(a, b) if conn.dialect.name == "postgresql" else func.max(a, b)
-
-
 def active_generation(conn: Connection, *, lock: bool = False) -> int:
     """The generation queries read (1 until the first rebuild swaps).
 
@@ -163,102 +158,162 @@ def stored_state(raw: str | bytes) -> SubjectState | None:
         return None
 
 
-class ReadModelStore:
-    """Writes the read model; one writer per generation at a time.
+class ReadModelStore(Sink[Applied]):
+    """Writes the read model; any number of writers (workers, a rebuild) at a time.
 
     It keeps the folded state of recently written subjects in memory (and the rows it
     last wrote for them), so a batch neither re-parses snapshots nor rewrites unchanged
-    rows. The database stays the truth: a cached state is used only while the snapshot
-    row still carries the event count and write time this store gave it, and the whole
-    cache is dropped when a transaction fails.
+    rows. The database stays the truth: a batch into the active generation locks the
+    snapshot rows of the subjects it folds (on PostgreSQL; SQLite has one writer at a
+    time), and a cached state is used only while the locked row still carries the event
+    count and write time this store gave it; the whole cache is dropped when a
+    transaction fails.
     """
 
-    def __init__(self, engine: Engine, *, cache_subjects: int = 1000, hold_events: int = 100_000) -> None:
+    def __init__(self, engine: Engine, *, cache_subjects: int = 1000, hold_events: int = 100_000,
+                 shared_generation: bool = False) -> None:
         self.engine = engine
+        self.shared_generation = shared_generation
+        """Other writers fold into the same (building) generation at once: lock subjects there too."""
         self.cache_subjects = cache_subjects
         self.hold_events = hold_events
         self._cache: OrderedDict[tuple[int, str], _Cached] = OrderedDict()
         self._held: dict[int, dict[str, list[Event]]] = {}
 
+    def write(self, batch: Batch) -> Applied:
+        """The worker's port: apply a batch into the active generation."""
+        return self.apply(batch)
+
     def apply(
-        self, batch: Sequence[Consumed], *, generation: int | None = None, defer_fold: bool = False
+        self, batch: Batch | Sequence[Consumed], *, generation: int | None = None, defer_fold: bool = False
     ) -> Applied:
-        """Apply a batch in one transaction (events, subject states, rows, offsets).
+        """Apply a batch in one transaction (events, parked records, subject states, rows, offsets).
 
         With `defer_fold` (a rebuild catching up into a generation nobody reads yet) the new
-        events are stored with the offsets but folded later, many batches at once, when
-        `hold_events` of them are held or `fold_deferred` is called: a subject with late
-        events is then re-folded once rather than once per batch.
+        events are stored with the offsets but folded later, many batches at once, by
+        `fold_deferred` (the caller folds when `holding` says enough are held): a subject
+        with late events is then re-folded once rather than once per batch.
         """
-        applied = Applied()
+        if not isinstance(batch, Batch):
+            batch = Batch(list(batch))
+        applied = Applied(parked=len(batch.parked))
         try:
             with self.engine.begin() as conn:
                 gen = active_generation(conn, lock=True) if generation is None else generation
-                held = self._held.get(gen)
-                events = self._insert_new(conn, gen, batch, applied)
+                events = self._insert_new(conn, gen, batch.consumed, applied)
+                if batch.parked:
+                    _park(conn, gen, batch.parked)
                 by_subject: dict[str, list[Event]] = defaultdict(list)
-                for subject, waiting in (held or {}).items():
-                    by_subject[subject].extend(waiting)
+                if defer_fold:
+                    for subject, waiting in self._held.get(gen, {}).items():
+                        by_subject[subject].extend(waiting)
                 for event in events:
                     by_subject[event.subject].append(event)
-                fold_now = not defer_fold or sum(map(len, by_subject.values())) >= self.hold_events
-                if by_subject and fold_now:
-                    self._refold(conn, gen, by_subject, applied)
+                if by_subject and not defer_fold:
+                    self._refold(conn, gen, by_subject, applied,
+                                 lock=generation is None or self.shared_generation)
                 self._save_offsets(conn, gen, batch)
         except BaseException:
             self._cache.clear()  # states may have been advanced in place for a rolled-back batch
             raise
         # Only now that the transaction committed: its events are held, or nothing is.
-        if fold_now:
-            self._held.pop(gen, None)
-        else:
+        if defer_fold:
             self._held[gen] = dict(by_subject)
             applied.subjects.update(by_subject)
         return applied
 
-    def fold_deferred(self, generation: int) -> int:
-        """Fold the events `apply(defer_fold=True)` holds for a generation; how many subjects."""
+    def holding(self, generation: int) -> int:
+        """How many events `apply(defer_fold=True)` holds for a generation, not folded yet."""
+        return sum(map(len, self._held.get(generation, {}).values()))
+
+    def held_subjects(self, generation: int) -> list[str]:
+        """The subjects with held events in a generation."""
+        return sorted(self._held.get(generation, {}))
+
+    def fold_deferred(self, generation: int, subjects: Sequence[str] | None = None) -> int:
+        """Fold the events `apply(defer_fold=True)` holds for a generation (or for some subjects); how many subjects."""
         held = self._held.get(generation)
         if not held:
             return 0
+        chosen = dict(held) if subjects is None else {s: held[s] for s in subjects if s in held}
+        if not chosen:
+            return 0
         try:
             with self.engine.begin() as conn:
-                self._refold(conn, generation, held, Applied())
+                self._refold(conn, generation, chosen, Applied(), lock=self.shared_generation)
         except BaseException:
             self._cache.clear()
             raise
-        del self._held[generation]
-        return len(held)
+        for subject in chosen:
+            del held[subject]
+        if not held:
+            del self._held[generation]
+        return len(chosen)
+
+    def release_held(self, generation: int, subject: str, topic: str) -> list[Consumed]:
+        """Take a subject's held events back out of a generation (its fold failed), in log order.
+
+        They are deleted from the events table and returned with their positions, to be
+        applied again one batch at a time, so the one that fails can be found and parked.
+        """
+        held = self._held.get(generation, {}).get(subject, [])
+        ids = [e.event_id for e in held]
+        if not ids:
+            return []
+        by_id = {e.event_id: e for e in held}
+        with self.engine.begin() as conn:
+            rows = conn.execute(
+                select(StoredEvent.id, StoredEvent.partition, StoredEvent.offset, StoredEvent.body)
+                .where(StoredEvent.generation == generation, StoredEvent.id.in_(ids))
+            ).all()
+            conn.execute(delete(StoredEvent).where(StoredEvent.generation == generation, StoredEvent.id.in_(ids)))
+        del self._held[generation][subject]
+        return sorted((Consumed(topic, int(r.partition), int(r.offset), by_id[r.id], r.body.encode()) for r in rows),
+                      key=lambda c: (c.partition, c.offset))
 
     def _insert_new(
         self, conn: Connection, gen: int, batch: Sequence[Consumed], applied: Applied
     ) -> list[Event]:
         unique: dict[UUID, Consumed] = {}
         for item in batch:
-            if item.event is not None:
-                unique.setdefault(item.event.event_id, item)
-        applied.duplicates = sum(1 for item in batch if item.event is not None) - len(unique)
+            unique.setdefault(item.event.event_id, item)
+        applied.duplicates = len(batch) - len(unique)
         if not unique:
             return []
-        inserted = set(_EVENTS_INSERT.execute(conn, [_event_row(gen, item) for item in unique.values()]))
+        # In id order, so two writers inserting the same ids wait for each other instead of deadlocking.
+        rows = sorted((_event_row(gen, item) for item in unique.values()), key=itemgetter(1))
+        inserted = set(_EVENTS_INSERT.execute(conn, rows))
         applied.duplicates += len(unique) - len(inserted)
-        new = [item.event for item in unique.values() if item.event and item.event.event_id in inserted]
+        new = [item.event for item in unique.values() if item.event.event_id in inserted]
         applied.new_events = len(new)
         recorded = [e.recorded_at for e in new if e.recorded_at is not None]
         applied.newest_recorded_at = max(recorded, default=None)
         return new
 
     def _previous_states(
-        self, conn: Connection, gen: int, subjects: list[str]
+        self, conn: Connection, gen: int, subjects: list[str], *, lock: bool
     ) -> tuple[dict[str, SubjectState], dict[str, _Cached], set[str]]:
-        """The stored state of each subject that has a readable one, which came from the cache, and which have one."""
+        """The stored state of each subject that has a readable one, which came from the cache, and which have one.
+
+        With `lock` (PostgreSQL, a batch into the active generation, where another worker may
+        fold the same subjects) the subjects' snapshot rows are locked until the transaction
+        ends, a placeholder row first inserted for a subject that has none, so the stamps
+        read here are the last committed ones and stay so until this batch writes its own.
+        """
+        query = select(SubjectSnapshot.subject, SubjectSnapshot.event_count, SubjectSnapshot.updated_at).where(
+            SubjectSnapshot.generation == gen, SubjectSnapshot.subject.in_(subjects))
+        if lock and conn.dialect.name == "postgresql":
+            now = datetime.now(UTC)
+            conn.execute(
+                _statement(conn, "lock subjects", _insert_placeholders),
+                [{"generation": gen, "subject": s, "state": "", "event_count": PLACEHOLDER_COUNT, "updated_at": now}
+                 for s in subjects],
+            )
+            query = query.order_by(SubjectSnapshot.subject).with_for_update()
         stamps = {
             subject: (count, updated_at)
-            for subject, count, updated_at in conn.execute(
-                select(SubjectSnapshot.subject, SubjectSnapshot.event_count, SubjectSnapshot.updated_at).where(
-                    SubjectSnapshot.generation == gen, SubjectSnapshot.subject.in_(subjects)
-                )
-            )
+            for subject, count, updated_at in conn.execute(query)
+            if count != PLACEHOLDER_COUNT
         }
         states: dict[str, SubjectState] = {}
         cached: dict[str, _Cached] = {}
@@ -284,10 +339,10 @@ class ReadModelStore:
         return states, cached, set(stamps)
 
     def _refold(
-        self, conn: Connection, gen: int, by_subject: dict[str, list[Event]], applied: Applied
+        self, conn: Connection, gen: int, by_subject: dict[str, list[Event]], applied: Applied, *, lock: bool
     ) -> None:
         subjects = sorted(by_subject)
-        previous_states, cached, stored = self._previous_states(conn, gen, subjects)
+        previous_states, cached, stored = self._previous_states(conn, gen, subjects, lock=lock)
         states: dict[str, SubjectState] = {}
         statistics: list[dict[str, Any]] = []
         refolded: list[str] = []
@@ -384,32 +439,14 @@ class ReadModelStore:
         while len(self._cache) > self.cache_subjects:
             self._cache.popitem(last=False)
 
-    def _save_offsets(self, conn: Connection, gen: int, batch: Sequence[Consumed]) -> None:
-        positions: dict[tuple[str, int], int] = {}
-        for item in batch:
-            key = (item.topic, item.partition)
-            positions[key] = max(positions.get(key, -1), item.offset + 1)
-        if not positions:
-            return
-        now = datetime.now(UTC)
-        conn.execute(
-            _statement(conn, "offsets", _upsert_offsets),
-            [
-                {"generation": gen, "topic": t, "partition": p, "next_offset": o, "updated_at": now}
-                for (t, p), o in positions.items()
-            ],
-        )
+    def _save_offsets(self, conn: Connection, gen: int, batch: Batch) -> None:
+        save_positions(conn, ConsumerOffset, batch, datetime.now(UTC), {"generation": gen})
 
     def positions(self, topic: str, *, generation: int | None = None) -> dict[int, int]:
         """The next offset to read per partition, as committed with the read model."""
         with self.engine.begin() as conn:
             gen = active_generation(conn) if generation is None else generation
-            rows = conn.execute(
-                select(ConsumerOffset.partition, ConsumerOffset.next_offset).where(
-                    ConsumerOffset.generation == gen, ConsumerOffset.topic == topic
-                )
-            )
-            return {int(row[0]): int(row[1]) for row in rows}
+            return self._positions(conn, gen, topic)
 
     def start_generation(self) -> int:
         """Reserve a fresh generation to rebuild into, clearing leftovers of an abandoned one."""
@@ -453,12 +490,38 @@ class ReadModelStore:
 
     @staticmethod
     def _positions(conn: Connection, gen: int, topic: str) -> dict[int, int]:
-        rows = conn.execute(
-            select(ConsumerOffset.partition, ConsumerOffset.next_offset).where(
-                ConsumerOffset.generation == gen, ConsumerOffset.topic == topic
-            )
-        )
-        return {int(row[0]): int(row[1]) for row in rows}
+        return load_positions(conn, ConsumerOffset, topic, {"generation": gen})
+
+
+class GenerationSink(Sink[Applied]):
+    """A rebuild's port into the store: batches into one generation, folded later (`defer_fold`)."""
+
+    def __init__(self, store: ReadModelStore, generation: int, *, defer_fold: bool = True) -> None:
+        self.store = store
+        self.generation = generation
+        self.defer_fold = defer_fold
+
+    def write(self, batch: Batch) -> Applied:
+        return self.store.apply(batch, generation=self.generation, defer_fold=self.defer_fold)
+
+    def positions(self, topic: str) -> dict[int, int]:
+        return self.store.positions(topic, generation=self.generation)
+
+
+def _park(conn: Connection, gen: int, parked: Sequence[Parked]) -> None:
+    """Record parked records (their events stay out of every subject's history)."""
+    now = datetime.now(UTC)
+    conn.execute(
+        dialect_insert(conn, ParkedEvent.__table__).on_conflict_do_nothing(),
+        [{"generation": gen, "topic": p.topic, "partition": p.partition, "offset": p.offset,
+          "event_id": p.event_id, "subject": p.subject[:200] if p.subject else None,
+          "type": p.type[:64] if p.type else None, "kind": p.kind, "error": p.error[:200], "reason": p.reason,
+          "parked_at": now} for p in parked],
+    )
+
+
+def _insert_placeholders(conn: Connection) -> Any:
+    return upsert(conn, SubjectSnapshot.__table__).on_conflict_do_nothing(index_elements=["generation", "subject"])
 
 
 def _from_checkpoint(
@@ -512,7 +575,7 @@ def _next_checkpoints(state: SubjectState, kept: tuple[_Checkpoint, ...], snapsh
 
 
 def _clear(conn: Connection, where: Any) -> None:
-    for table in (StoredEvent, SubjectSnapshot, AgreementRow, CaseRow, DeadlineRow, TransferRow,
+    for table in (StoredEvent, ParkedEvent, SubjectSnapshot, AgreementRow, CaseRow, DeadlineRow, TransferRow,
                   StatisticRow, ConsumerOffset):
         t = cast(Table, table.__table__)
         conn.execute(delete(t).where(where(t)))
@@ -712,17 +775,6 @@ def _statement(conn: Connection, name: str, build: Callable[[Connection], Any]) 
 
 def _insert_statistics(conn: Connection) -> Any:
     return upsert(conn, StatisticRow.__table__).on_conflict_do_nothing(index_elements=["generation", "event_id"])
-
-
-def _upsert_offsets(conn: Connection) -> Any:
-    stmt = upsert(conn, ConsumerOffset.__table__)
-    return stmt.on_conflict_do_update(
-        index_elements=["generation", "topic", "partition"],
-        set_={
-            "next_offset": _greatest(conn, ConsumerOffset.next_offset, stmt.excluded.next_offset),
-            "updated_at": stmt.excluded.updated_at,
-        },
-    )
 
 
 def _delete_keys(conn: Connection, table: Any, gen: int, keys: list[tuple[Any, ...]]) -> None:

@@ -81,6 +81,26 @@ class StoredEvent(Base):
     __table_args__ = (Index("ix_events_subject", "generation", "subject", "occurred_at"),)
 
 
+class ParkedEvent(Base):
+    """A record the projector could not apply, set aside on the dead-letter topic: in no subject's history."""
+
+    __tablename__ = "parked_events"
+
+    generation: Mapped[int] = mapped_column(Integer, primary_key=True)
+    topic: Mapped[str] = mapped_column(String(255), primary_key=True)
+    partition: Mapped[int] = mapped_column(Integer, primary_key=True)
+    offset: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    event_id: Mapped[UUID | None] = mapped_column(Uuid)
+    subject: Mapped[str | None] = mapped_column(String(200))
+    type: Mapped[str | None] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(32))
+    error: Mapped[str] = mapped_column(String(200))
+    reason: Mapped[str] = mapped_column(Text)
+    parked_at: Mapped[datetime]
+
+    __table_args__ = (Index("ix_parked_events_event", "generation", "event_id"),)
+
+
 class SubjectSnapshot(Base):
     """The folded state of a subject (JSON), the starting point for the next events."""
 
@@ -198,6 +218,6 @@ class StatisticRow(Base):
 
 
 READ_MODEL_TABLES = (
-    StoredEvent.__table__, SubjectSnapshot.__table__, AgreementRow.__table__, CaseRow.__table__,
+    StoredEvent.__table__, ParkedEvent.__table__, SubjectSnapshot.__table__, AgreementRow.__table__, CaseRow.__table__,
     DeadlineRow.__table__, TransferRow.__table__, StatisticRow.__table__, ConsumerOffset.__table__,
 )
