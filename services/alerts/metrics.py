@@ -33,7 +33,7 @@ DLQ_RECORDS = Counter(
 )
 BATCH_RETRIES = Counter(
     "accordwatch_alerts_batch_retries_total",
-    "Tries of a batch that failed transiently (database down or locked, DLQ away), by error", ["error"]
+    "Tries of a batch that failed transiently (database down or locked, DLQ away); the log names the error",
 )
 RECORDS_BEHIND = Counter(
     "accordwatch_alerts_records_behind_total",

@@ -7,11 +7,16 @@ and later commit), and keeps the positions honest:
 
 - faust 0.15 acks a batch in `take_events`' `finally`, and commits when an exception
   leaves an agent, so nothing but cancellation ever leaves the agent body;
-- on every assignment the worker reads the positions stored with its effects and commits
-  them to Kafka before faust's `perform_seek()` (which seeks to the committed offsets), so
-  a Kafka commit that ran ahead of the database never skips records;
-- a partition whose first record is past its stored position (the seek did not land
-  there) is sought back to the stored position.
+- on every assignment the worker reads the positions stored with its effects; faust's
+  consumer is replaced by one whose `perform_seek()` (run by faust after every assignment,
+  and whenever records arrive while its flow is stopped) seeks every held partition to
+  them, so a Kafka commit that ran ahead of the database never skips records (faust's own
+  seek goes to Kafka's committed offsets, and aiokafka's `seek_to_committed` does not seek
+  at all for a committed offset of 0). The stored positions are committed to Kafka too,
+  so the group's offsets other tools show follow the database;
+- a partition whose first record is past its stored position is sought back (flow stopped,
+  buffers cleared, as faust does at a rebalance); a hole is taken as real only once a
+  plain read of the log confirms there are no records in it.
 
 Lag gauges come from the same in-memory positions (no query per scrape).
 """
@@ -20,17 +25,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 import faust
 from faust.sensors.prometheus import setup_prometheus_sensors
+from faust.transport.drivers import aiokafka as kafka_driver
 from faust.types import TP
 from prometheus_client import Counter, Gauge
 
 from schemas.cloudevents import from_record
 from services.platform.isolation import Batch, DeadLetters, Hooks, Isolator, Parked, Partition, Record, Sink
+from services.platform.kafka import no_records_between
 from services.platform.settings import WorkerSettings
 
 log = logging.getLogger(__name__)
@@ -43,7 +50,35 @@ ERROR_HEADER = "accordwatch-dlq-error"
 ORIGIN_HEADER = "accordwatch-dlq-origin"
 GROUP_HEADER = "accordwatch-dlq-group"
 GAP_RETRIES = 3
-"""Seeks back to a partition's stored position before a hole in the log is taken as real."""
+"""Seeks back to a partition's stored position before the log is read to see whether it has a hole there."""
+
+
+class PositionedConsumer(kafka_driver.Consumer):
+    """faust's Kafka consumer, seeking each held partition to the position stored with the worker's effects."""
+
+    async def perform_seek(self) -> None:
+        await super().perform_seek()  # Kafka's committed offsets, and faust's bookkeeping of them
+        stored: Callable[[], Mapping[Partition, int]] | None = getattr(self.transport, "stored_positions", None)
+        if stored is None:
+            return
+        assigned = self.assignment()
+        wanted = {TP(topic, partition): offset for (topic, partition), offset in stored().items()
+                  if TP(topic, partition) in assigned}
+        if not wanted:
+            return
+        await self.seek_wait(wanted)
+        for tp, offset in wanted.items():
+            # As faust's own perform_seek leaves them for a committed offset: the next record
+            # read is `offset`, and acknowledgements commit from there.
+            self._read_offset[tp] = offset if offset > 0 else None
+            self._committed_offset[tp] = offset if offset > 0 else None
+
+
+class PositionedTransport(kafka_driver.Transport):
+    """faust's aiokafka transport with the `PositionedConsumer`."""
+
+    Consumer = PositionedConsumer
+    stored_positions: Callable[[], Mapping[Partition, int]] | None = None
 
 
 def worker_app(settings: WorkerSettings) -> faust.App:
@@ -77,6 +112,7 @@ def worker_app(settings: WorkerSettings) -> faust.App:
         loghandlers=[],
     )
     setup_prometheus_sensors(app, pattern="/metrics", name_prefix=f"accordwatch_{settings.service}_faust")
+    app.transport = PositionedTransport(app.conf.broker_consumer, app)
     return app
 
 
@@ -89,7 +125,7 @@ class ConsumerMetrics:
     parked: Counter
     """Records parked on the dead-letter topic, by reason."""
     retries: Counter
-    """Tries of a batch that failed transiently, by error class."""
+    """Tries of a batch that failed transiently (the log line names the error)."""
     behind: Counter
     """Records dropped because the stored position was past them (applied already)."""
     gaps: Counter
@@ -152,7 +188,9 @@ class WorkerConsumer(Generic[R]):
             hooks=Hooks(written=written, parked=self._parked, retrying=self._retrying, behind=metrics.behind.inc,
                         gap=self._gap),
         )
-        self._gap_seeks: dict[tuple[Partition, int, int], int] = {}
+        self._gap_seeks: dict[tuple[Partition, int], int] = {}
+        transport: Any = app.transport
+        transport.stored_positions = lambda: self.isolator.positions
         app.agent(events, name=name)(self._agent)
         signals: Any = app  # mode's signal types do not take bound async methods
         signals.on_rebalance_complete.connect(self._on_rebalance_complete)
@@ -170,9 +208,9 @@ class WorkerConsumer(Generic[R]):
             try:
                 await self.isolator.apply(records)
                 return
-            except Exception as exc:  # a bug in the path itself: never skip, try the batch again
+            except Exception:  # a bug in the path itself: never skip, try the batch again
                 log.exception("applying a batch failed unexpectedly; trying it again in %.1fs", wait)
-                self.metrics.retries.labels(type(exc).__name__).inc()
+                self.metrics.retries.inc()
                 await asyncio.sleep(wait)
                 wait = min(wait * 2, self.settings.retry_max_s)
 
@@ -184,10 +222,10 @@ class WorkerConsumer(Generic[R]):
         offsets = {tp: stored.get(tp.partition, 0) for tp in assigned}
         self.isolator.positions = {(tp.topic, tp.partition): offset for tp, offset in offsets.items()}
         self._gap_seeks.clear()
-        # faust seeks to the committed offsets right after this signal (perform_seek); committing
-        # the stored ones (backwards too) makes it land there.
+        # faust's perform_seek, right after this signal, seeks there (PositionedConsumer); the
+        # commit (backwards too) keeps the group's offsets in Kafka in line with the database.
         if offsets and not await consumer._commit(offsets):
-            log.warning("committing the stored positions before the seek failed; the gap check will seek")
+            log.warning("committing the stored positions to Kafka failed (the seek goes by the database)")
         log.info("assigned %s at stored positions %s", [tp.partition for tp in assigned], list(offsets.values()))
 
     async def _on_partitions_revoked(self, sender: Any, *args: Any, signal: Any = None, **kwargs: Any) -> None:
@@ -197,24 +235,37 @@ class WorkerConsumer(Generic[R]):
                 self.metrics.lag.remove(str(tp.partition))
 
     async def _gap(self, tp: Partition, expected: int, first: int) -> bool:
-        """The first record of a partition is past its stored position: seek back (a few times)."""
-        key = (tp, expected, first)
+        """The first record of a partition is past its stored position: seek back, unless the log has a hole."""
+        key = (tp, expected)
         tries = self._gap_seeks.get(key, 0)
-        if tries >= GAP_RETRIES:
-            log.error("%s: offsets %d..%d are not in the log (sought back %d times); going on from %d",
-                      tp, expected, first - 1, tries, first)
+        bootstrap = self.settings.kafka_bootstrap_servers
+        if tries >= GAP_RETRIES and await no_records_between(bootstrap, tp, expected, first):
+            log.error("%s: offsets %d..%d hold no records; going on from %d", tp, expected, first - 1, first)
             return True
         self._gap_seeks[key] = tries + 1
         log.warning("%s: next record at %d but the stored position is %d; seeking back", tp, first, expected)
         self.metrics.gaps.inc()
-        await self.app.consumer.seek_wait({TP(*tp): expected})
+        await self._seek_to_stored()
         return False
+
+    async def _seek_to_stored(self) -> None:
+        """Seek every held partition to its stored position, the flow stopped as faust does at a rebalance."""
+        consumer: Any = self.app.consumer
+        flow = self.app.flow_control
+        consumer.stop_flow()
+        flow.suspend()
+        flow.clear()  # records already queued for the agent are from the wrong place
+        try:
+            await consumer.perform_seek()
+        finally:
+            flow.resume()
+            consumer.resume_flow()
 
     def _parked(self, parked: Parked) -> None:
         self.metrics.parked.labels(parked.kind).inc()
 
     def _retrying(self, exc: BaseException, wait: float) -> None:
-        self.metrics.retries.labels(type(exc).__name__).inc()
+        self.metrics.retries.inc()
 
     async def _refresh_lag(self) -> None:
         """Lag per held partition: the topic's end offset minus the stored position."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
 
 MAX_REQUEST_BYTES = 1_048_576
@@ -40,3 +40,22 @@ def record_bytes(key: bytes | None, value: bytes | None, headers: Sequence[tuple
     """A record's size as the producer counts it against `max.request.size` (an upper bound)."""
     size: int = DefaultRecordBatchBuilder.estimate_size_in_bytes(key, value, list(headers))
     return size
+
+
+async def no_records_between(bootstrap_servers: str, tp: tuple[str, int], start: int, end: int) -> bool:
+    """Whether a partition's log holds no record at offsets start..end-1 (a plain read, no group).
+
+    Offsets can be missing for good: transaction markers take offsets, retention deletes
+    the oldest. False when in doubt (nothing read within 5 s).
+    """
+    reader = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False,
+                              auto_offset_reset="earliest")
+    await reader.start()
+    try:
+        partition = TopicPartition(*tp)
+        reader.assign([partition])
+        reader.seek(partition, start)
+        found = (await reader.getmany(partition, timeout_ms=5000, max_records=1)).get(partition, [])
+        return bool(found) and found[0].offset >= end
+    finally:
+        await reader.stop()
