@@ -203,6 +203,13 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 VOLATILE = {"generation", "updated_at", "partition", "offset", "parked_at"}
 
 
+def dump_columns(table_name: str) -> list[str]:
+    """The columns `dump_generation` keeps for a table, in its order."""
+    from services.projector.readmodel.tables import Base
+
+    return [c.name for c in Base.metadata.tables[table_name].c if c.name not in VOLATILE]
+
+
 def dump_generation(engine: Engine, generation: int) -> dict[str, list[tuple[Any, ...]]]:
     """Every read-model row of a generation, without bookkeeping columns, in a stable order."""
     from services.projector.readmodel.tables import Base

@@ -41,8 +41,11 @@ class Endpoint:
     fail_status: int = 500
     status: int = 204
     hang_s: float = 0.0
+    hang_first_s: float = 0.0
+    """Hold the first request of each webhook-id this long (a slow first attempt), answer the others at once."""
     retry_after: str | None = None
     requests: int = 0
+    seen: set[str] = field(default_factory=set)
 
 
 @dataclass
@@ -52,6 +55,8 @@ class Receiver:
     port: int = 0
     endpoints: dict[str, Endpoint] = field(default_factory=dict)
     received: list[Received] = field(default_factory=list)
+    arrived: list[tuple[str, str, float]] = field(default_factory=list)
+    """(path, webhook-id, time) of every request as it came in, before any answer."""
     lock: threading.Lock = field(default_factory=threading.Lock)
     on_verified: Callable[[Received], None] | None = None
 
@@ -81,11 +86,16 @@ class Receiver:
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         raw = await request.read()
+        webhook_id = request.headers.get("webhook-id", "")
+        first = False
         with self.lock:
+            self.arrived.append((request.path, webhook_id, time.time()))
             ep = self.endpoints.get(request.path)
             if ep is not None:
                 ep.requests += 1
                 n = ep.requests
+                first = webhook_id not in ep.seen
+                ep.seen.add(webhook_id)
         if ep is None:
             return web.Response(status=404)
         verified = False
@@ -98,6 +108,8 @@ class Receiver:
                 verified = False
         if ep.hang_s:
             await asyncio.sleep(ep.hang_s)  # a slow endpoint, on purpose
+        if ep.hang_first_s and first:
+            await asyncio.sleep(ep.hang_first_s)
         if not verified:
             status = 401
         elif n <= ep.fail_first:
@@ -109,7 +121,7 @@ class Receiver:
                 body = json.loads(raw)
             except ValueError:
                 body = {}
-        item = Received(request.path, request.headers.get("webhook-id", ""), verified,
+        item = Received(request.path, webhook_id, verified,
                         body if isinstance(body, dict) else {}, status, time.time())
         with self.lock:
             self.received.append(item)

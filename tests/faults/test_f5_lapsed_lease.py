@@ -1,0 +1,97 @@
+"""F5 lapsed lease: a delivery sent again after its lease lapsed never turns a success into a failure.
+
+Two alerts workers share one outbox on PostgreSQL. The receiver holds the first request of
+every message; while those hang, their leases are made to lapse, so a worker claims them
+again and sends them (same webhook-id), and they succeed. The first requests then time out:
+those late failures must not overwrite the successes, and the duplicates by webhook-id
+are no more than the leases that lapsed.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select, update
+
+from services.alerts.tables import Delivery, DeliveryAttempt
+from services.platform.db import make_engine
+from tests.conftest import Broker, make_stack, wait_for
+from tests.faults.conftest import Figures
+from tests.faults.harness import add_worker, fresh_stays, metric_total, notification_duplicates
+from tests.receiver import Receiver
+
+pytestmark = [pytest.mark.kafka, pytest.mark.postgres, pytest.mark.stack]
+
+TIMEOUT_S = 5.0
+CASES = 12
+
+
+def test_f5_a_lapsed_lease_never_turns_a_success_into_a_failure(
+    kafka: Broker, postgres: Any, tmp_path: Path, fault_receiver: Receiver, figures: Figures
+) -> None:
+    url: str = postgres.create_database(f"f5_{uuid.uuid4().hex[:10]}")
+    running = make_stack(kafka, tmp_path, database_url=url, services=("ingest", "alerts-worker", "alerts-api"), env={
+        # One attempt per message: a late failure would be final (failed, and counted towards disabling).
+        "ACCORDWATCH_WEBHOOK_TIMEOUT_S": str(TIMEOUT_S), "ACCORDWATCH_WEBHOOK_RETRY_SCHEDULE": "0"})
+    try:
+        second = add_worker(running.stack, "alerts-worker", 2)
+        path = "/f5"
+        hook = fault_receiver.endpoint(path, hang_first_s=TIMEOUT_S + 3)
+        created = running.alerts.post("/v1/subscriptions", json={"url": hook, "rules": ["stay-requested"]})
+        assert created.status_code == 201, created.text
+        fault_receiver.endpoint(path, secret=created.json()["secret"])
+        stays = fresh_stays(f"f5-{uuid.uuid4().hex[:6]}", CASES)
+        running.post(*stays)
+
+        def first_attempts() -> set[str]:
+            return {i for p, i, _ in fault_receiver.arrived if p == path}
+
+        wait_for(lambda: len(first_attempts()) >= CASES, timeout=60, what="every first attempt hanging")
+        engine = make_engine(url)
+        try:
+            # Force the leases of the hanging attempts to lapse: the outbox may send them again.
+            with engine.begin() as conn:
+                lapsed = conn.execute(
+                    update(Delivery).where(Delivery.status == "pending", Delivery.lease_until.is_not(None))
+                    .values(lease_until=datetime.now(UTC) - timedelta(seconds=1))).rowcount
+            wait_for(lambda: len(fault_receiver.verified(path)) >= CASES, timeout=60,
+                     what="every message delivered by a second claim")
+
+            def booked() -> bool:
+                with engine.connect() as conn:  # both attempts of every message recorded
+                    return conn.execute(select(func.count()).select_from(DeliveryAttempt)).scalar_one() >= 2 * lapsed
+
+            wait_for(booked, timeout=60, what="the late results of the first attempts booked")
+            with engine.connect() as conn:
+                statuses = dict(conn.execute(select(Delivery.status, func.count()).group_by(Delivery.status)).all())
+                attempts = conn.execute(select(DeliveryAttempt.status_code, func.count())
+                                        .group_by(DeliveryAttempt.status_code)).all()
+        finally:
+            engine.dispose()
+        delivered_ids = {r.webhook_id for r in fault_receiver.verified(path)}
+        duplicates = notification_duplicates(fault_receiver, path)
+        stale = sum(metric_total(f"{proc.health_url}", 'accordwatch_alerts_deliveries_total{outcome="stale"}')
+                    for proc in (running.stack.services["alerts-worker"], second))
+        turned = CASES - statuses.get("succeeded", 0)
+        figures.update(
+            messages=CASES, leases_lapsed=lapsed, delivered=len(delivered_ids), delivery_statuses=statuses,
+            attempts_by_status_code={str(code): n for code, n in attempts},
+            late_results_not_booked_stale=stale,
+            succeeded_deliveries_turned_into_failures=turned,
+            duplicates_by_webhook_id=duplicates["same_webhook_id_requests_beyond_the_first"],
+            sent_twice_with_different_webhook_ids=duplicates["sent_twice_with_different_webhook_ids"],
+        )
+        assert lapsed > 0
+        assert len(delivered_ids) == CASES
+        assert turned == 0
+        assert statuses == {"succeeded": CASES}
+        subscription = running.alerts.get(f"/v1/subscriptions/{created.json()['id']}").json()
+        assert subscription["status"] == "active", "stale failures count against nobody"
+        assert duplicates["same_webhook_id_requests_beyond_the_first"] <= lapsed
+        assert duplicates["sent_twice_with_different_webhook_ids"] == 0
+    finally:
+        running.close()
