@@ -4,6 +4,7 @@ bench/results/faults-<time>.json."""
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -11,6 +12,8 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import Broker, RunningStack, make_stack
+from tests.faults.harness import add_worker
 from tests.receiver import Receiver, ReceiverServer
 
 RESULTS = Path(__file__).resolve().parents[2] / "bench" / "results"
@@ -47,6 +50,51 @@ def fault_receiver() -> Iterator[Receiver]:
         yield server.start()
     finally:
         server.stop()
+
+
+SHARED_ENV = {
+    # F3 pauses a worker past its session and grows the partitions; F5 wants one attempt per
+    # message, so a late failure would be final. Nothing else here minds these settings.
+    "ACCORDWATCH_PROJECTOR_SESSION_TIMEOUT_S": "6",
+    "ACCORDWATCH_ALERTS_SESSION_TIMEOUT_S": "6",
+    "ACCORDWATCH_KAFKA_METADATA_MAX_AGE_S": "2",
+    "ACCORDWATCH_WORKER_RETRY_MAX_S": "2",
+    "ACCORDWATCH_PROJECTOR_BATCH_MAX": "200",
+    "ACCORDWATCH_ALERTS_BATCH_MAX": "200",
+    "ACCORDWATCH_WEBHOOK_TIMEOUT_S": "5",
+    "ACCORDWATCH_WEBHOOK_RETRY_SCHEDULE": "0",
+}
+
+
+class FaultStack:
+    """One stack on PostgreSQL shared by F1, F3 and F5 (a stack costs half a minute to start)."""
+
+    def __init__(self, running: RunningStack, url: str) -> None:
+        self.running = running
+        self.url = url
+
+    def workers(self, kind: str, count: int) -> list[Any]:
+        """At least `count` running instances of `projector-worker` or `alerts-worker` (more started if needed)."""
+        services = self.running.stack.services
+        alive = [p for name, p in services.items() if name.split("-")[:2] == kind.split("-") and p.running()]
+        instance = 2
+        while len(alive) < count:
+            while f"{kind}-{instance}" in services:
+                instance += 1
+            alive.append(add_worker(self.running.stack, kind, instance))
+        return alive
+
+
+@pytest.fixture(scope="session")
+def fault_stack(kafka: Broker, postgres: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[FaultStack]:
+    """ingest, a projector worker and API, an alerts worker and API, on the session broker and PostgreSQL."""
+    url: str = postgres.create_database(f"faults_{uuid.uuid4().hex[:10]}")
+    running = make_stack(kafka, tmp_path_factory.mktemp("faults"), database_url=url, env=SHARED_ENV, services=(
+        "ingest", "projector-worker", "projector-api", "alerts-worker", "alerts-api"))
+    try:
+        yield FaultStack(running, url)
+    finally:
+        running.close()
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

@@ -14,8 +14,6 @@ import asyncio
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -28,8 +26,8 @@ from services.projector.readmodel.store import ReadModelStore, active_generation
 from services.projector.readmodel.tables import StoredEvent
 from services.projector.replay import rebuild
 from services.projector.settings import ProjectorSettings
-from tests.conftest import Broker, RunningStack, dump_columns, dump_generation, make_stack
-from tests.faults.conftest import Figures
+from tests.conftest import Broker, dump_columns, dump_generation
+from tests.faults.conftest import FaultStack, Figures
 from tests.faults.harness import ids_in, metric_total, subjects_differing, wait_for_ids
 from tests.faults.injection import refuse_subject
 from tests.samples import event
@@ -38,17 +36,6 @@ from tests.workload import realistic_events
 pytestmark = [pytest.mark.kafka, pytest.mark.postgres, pytest.mark.stack]
 
 RECORDED = "2026-01-05T10:00:00Z"
-
-
-@pytest.fixture
-def pg_stack(kafka: Broker, postgres: Any, tmp_path: Path) -> Iterator[RunningStack]:
-    url: str = postgres.create_database(f"f1_{uuid.uuid4().hex[:10]}")
-    running = make_stack(kafka, tmp_path, database_url=url,
-                         services=("ingest", "projector-worker", "projector-api", "alerts-worker"))
-    try:
-        yield running
-    finally:
-        running.close()
 
 
 def shapes(x: str, case: str, target: str) -> dict[str, dict[str, Any]]:
@@ -86,10 +73,11 @@ async def produce(bootstrap: str, topic: str, records: list[tuple[bytes, bytes, 
         await producer.stop()
 
 
+@pytest.mark.timeout(900)
 def test_f1_poison_records_cost_no_good_event_and_a_replay_ends_identical(
-    kafka: Broker, pg_stack: RunningStack, figures: Figures
+    kafka: Broker, fault_stack: FaultStack, figures: Figures
 ) -> None:
-    stack = pg_stack
+    stack = fault_stack.running
     run = uuid.uuid4().hex[:6]
     x, case, injected = f"us-gt-aca-{run}", f"case-{run}-v-dhs", f"injected-{run}"
     engine = make_engine(stack.stack.db_url)
@@ -136,7 +124,7 @@ def test_f1_poison_records_cost_no_good_event_and_a_replay_ends_identical(
     assert len(wanted) == 1000
     alerts_engine = make_engine(stack.stack.alerts_db_url)
     wait_for_ids([("read model", engine, StoredEvent), ("alert store", alerts_engine, AlertEvent)], wanted,
-                 timeout=240)
+                 timeout=600)
     applied_after = time.monotonic() - started
     read_model_ids, alert_ids = ids_in(engine, StoredEvent), ids_in(alerts_engine, AlertEvent)
     found = stack.query.get(f"/v1/agreements/{x}")

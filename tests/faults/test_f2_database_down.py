@@ -32,8 +32,8 @@ pytestmark = [pytest.mark.kafka, pytest.mark.postgres, pytest.mark.stack]
 
 RATE = 200.0
 OUTAGE_S = 30.0
-BEFORE_S = 5.0
-AFTER_S = 8.0
+BEFORE_S = 3.0
+AFTER_S = 2.0
 SERVICES = ("ingest", "projector-worker", "alerts-worker", "alerts-api")
 ENV = {
     "ACCORDWATCH_WORKER_RETRY_MAX_S": "2",
@@ -46,7 +46,7 @@ def workload(run: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Events for the whole run at RATE: history, and a fresh stay request (one webhook each) every 20th."""
     total = int(RATE * (BEFORE_S + OUTAGE_S + AFTER_S))
     stays = fresh_stays(f"f2-{run}", total // 20)
-    history = iter(realistic_events(total - len(stays), seed=41, subjects=150))
+    history = iter(realistic_events(total - len(stays), seed=41, subjects=30))
     mixed: list[dict[str, Any]] = []
     for stay in stays:
         mixed.extend(doc for _, doc in zip(range(19), history, strict=False))
@@ -78,14 +78,15 @@ def run_outage(stack: RunningStack, receiver: Receiver, figures: Figures, path: 
     posted = poster.join_checked()
     read_model, alert_store = make_engine(stack.stack.db_url), make_engine(stack.stack.alerts_db_url)
     try:
+        # The alerts worker works off the outage's backlog at its own pace (a loaded machine: minutes).
         wait_for_ids([("read model", read_model, StoredEvent), ("alert store", alert_store, AlertEvent)],
-                     posted.acked, timeout=240)
+                     posted.acked, timeout=600)
         recovered = time.monotonic() - up_at
     finally:
         read_model.dispose()
         alert_store.dispose()
     wanted = {s["id"] for s in stays}
-    wait_for(lambda: len(receiver.verified(path)) >= len(wanted), timeout=120,
+    wait_for(lambda: len(receiver.verified(path)) >= len(wanted), timeout=180,
              what="a webhook for every fresh stay request")
     duplicates = notification_duplicates(receiver, path)
     urls = stack.stack.urls
@@ -114,6 +115,7 @@ def own_postgres() -> Iterator[LocalPostgres]:
         server.stop()
 
 
+@pytest.mark.timeout(1200)
 def test_f2_postgresql_stopped_for_30s_while_posting_loses_nothing(
     kafka: Broker, own_postgres: LocalPostgres, tmp_path: Path, fault_receiver: Receiver, figures: Figures
 ) -> None:
@@ -134,6 +136,7 @@ def test_f2_postgresql_stopped_for_30s_while_posting_loses_nothing(
         stack.close()
 
 
+@pytest.mark.timeout(1200)
 def test_f2_sqlite_locked_exclusively_for_30s_while_posting_loses_nothing(
     kafka: Broker, tmp_path: Path, fault_receiver: Receiver, figures: Figures
 ) -> None:

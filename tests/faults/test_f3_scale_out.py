@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,11 +23,10 @@ from services.projector.readmodel.store import ReadModelStore, active_generation
 from services.projector.readmodel.tables import StoredEvent
 from services.projector.replay import rebuild
 from services.projector.settings import ProjectorSettings
-from tests.conftest import Broker, dump_columns, dump_generation, make_stack, wait_for
-from tests.faults.conftest import Figures
+from tests.conftest import Broker, dump_columns, dump_generation, wait_for
+from tests.faults.conftest import SHARED_ENV, FaultStack, Figures
 from tests.faults.harness import (
     Poster,
-    add_worker,
     fresh_stays,
     metric_total,
     notification_duplicates,
@@ -44,29 +42,19 @@ from tests.workload import realistic_events
 pytestmark = [pytest.mark.kafka, pytest.mark.postgres, pytest.mark.stack]
 
 RATE = 150.0
-SECONDS = 50.0
-SESSION_TIMEOUT_S = 6.0
-ENV = {
-    "ACCORDWATCH_PROJECTOR_SESSION_TIMEOUT_S": str(SESSION_TIMEOUT_S),
-    "ACCORDWATCH_ALERTS_SESSION_TIMEOUT_S": str(SESSION_TIMEOUT_S),
-    "ACCORDWATCH_KAFKA_METADATA_MAX_AGE_S": "2",
-    "ACCORDWATCH_WORKER_RETRY_MAX_S": "2",
-    "ACCORDWATCH_PROJECTOR_BATCH_MAX": "200",
-    "ACCORDWATCH_ALERTS_BATCH_MAX": "200",
-    "ACCORDWATCH_WEBHOOK_RETRY_SCHEDULE": "0,1,1,2,2,5",
-}
+SECONDS = 36.0
+SESSION_TIMEOUT_S = float(SHARED_ENV["ACCORDWATCH_PROJECTOR_SESSION_TIMEOUT_S"])
 
 
+@pytest.mark.timeout(900)
 def test_f3_two_of_each_worker_paused_killed_and_repartitioned_equal_one_clean_worker(
-    kafka: Broker, postgres: Any, tmp_path: Path, fault_receiver: Receiver, figures: Figures
+    kafka: Broker, fault_stack: FaultStack, fault_receiver: Receiver, figures: Figures
 ) -> None:
-    url: str = postgres.create_database(f"f3_{uuid.uuid4().hex[:10]}")
-    running = make_stack(kafka, tmp_path, database_url=url, env=ENV,
-                         services=("ingest", "projector-worker", "alerts-worker", "alerts-api"))
+    running = fault_stack.running
     stack = running.stack
+    paused, second_projector = fault_stack.workers("projector-worker", 2)[:2]
+    second_alerts = fault_stack.workers("alerts-worker", 2)[1]
     try:
-        second_projector = add_worker(stack, "projector-worker", 2)
-        second_alerts = add_worker(stack, "alerts-worker", 2)
         path = "/f3"
         hook = fault_receiver.endpoint(path)
         created = running.alerts.post("/v1/subscriptions", json={"url": hook, "rules": ["stay-requested"]})
@@ -88,14 +76,13 @@ def test_f3_two_of_each_worker_paused_killed_and_repartitioned_equal_one_clean_w
             time.sleep(max(0.0, began + second - time.monotonic()))  # the scenario's schedule, not a sync
             timeline.append((round(time.monotonic() - began, 1), what))
 
-        at(6, "SIGSTOP projector-worker")
-        paused = stack.services["projector-worker"]
+        at(4, f"SIGSTOP {paused.name}")
         pause(paused)
-        at(6 + SESSION_TIMEOUT_S * 2, "SIGCONT projector-worker")
+        at(4 + SESSION_TIMEOUT_S * 2, f"SIGCONT {paused.name}")
         resume(paused)
-        at(22, "SIGKILL alerts-worker-2")
+        at(18, f"SIGKILL {second_alerts.name}")
         second_alerts.kill()
-        at(28, "partitions 6 -> 12")
+        at(22, "partitions 6 -> 12")
         before = asyncio.run(partition_count(kafka.bootstrap, running.events_topic))
         asyncio.run(grow_partitions(kafka.bootstrap, running.events_topic, 12))
         posted = poster.join_checked()
@@ -104,16 +91,16 @@ def test_f3_two_of_each_worker_paused_killed_and_repartitioned_equal_one_clean_w
         read_model, alert_store = make_engine(stack.db_url), make_engine(stack.alerts_db_url)
         try:
             took = wait_for_ids([("read model", read_model, StoredEvent), ("alert store", alert_store, AlertEvent)],
-                                posted.acked, timeout=300)
+                                posted.acked, timeout=600)
             cases = {s["subject"] for s in stays}
             wait_for(lambda: {r.body["data"]["subject"] for r in fault_receiver.verified(path)} >= cases,
                      timeout=120, what="a webhook for every fresh stay request")
             moved = _subjects_on_two_partitions(read_model)
             behind = sum(metric_total(f"{proc.health_url}", "accordwatch_projector_records_behind_total")
-                         for proc in (stack.services["projector-worker"], second_projector))
+                         for proc in (paused, second_projector))
             # The clean single-worker rebuild of the same topic, beside the live generation.
-            for name in ("projector-worker", "projector-worker-2"):
-                stack.services[name].stop()
+            for proc in fault_stack.workers("projector-worker", 0):
+                proc.stop()
             with read_model.connect() as conn:
                 live = active_generation(conn)
             settings = ProjectorSettings(database_url=stack.db_url, kafka_bootstrap_servers=kafka.bootstrap,
@@ -144,7 +131,9 @@ def test_f3_two_of_each_worker_paused_killed_and_repartitioned_equal_one_clean_w
         assert duplicates["sent_twice_with_different_webhook_ids"] == 0
         assert duplicates["changes_delivered"] == len(cases)
     finally:
-        running.close()
+        for proc in (paused, second_projector):
+            if proc.running():
+                resume(proc)  # never leave a stopped process behind
 
 
 def _subjects_on_two_partitions(engine: Any) -> int:

@@ -11,17 +11,16 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
-from typing import Any
+from uuid import UUID
 
 import pytest
 from sqlalchemy import func, select, update
 
 from services.alerts.tables import Delivery, DeliveryAttempt
 from services.platform.db import make_engine
-from tests.conftest import Broker, make_stack, wait_for
-from tests.faults.conftest import Figures
-from tests.faults.harness import add_worker, fresh_stays, metric_total, notification_duplicates
+from tests.conftest import wait_for
+from tests.faults.conftest import SHARED_ENV, FaultStack, Figures
+from tests.faults.harness import fresh_stays, metric_total, notification_duplicates
 from tests.receiver import Receiver
 
 pytestmark = [pytest.mark.kafka, pytest.mark.postgres, pytest.mark.stack]
@@ -30,15 +29,16 @@ TIMEOUT_S = 5.0
 CASES = 12
 
 
+@pytest.mark.timeout(600)
 def test_f5_a_lapsed_lease_never_turns_a_success_into_a_failure(
-    kafka: Broker, postgres: Any, tmp_path: Path, fault_receiver: Receiver, figures: Figures
+    fault_stack: FaultStack, fault_receiver: Receiver, figures: Figures
 ) -> None:
-    url: str = postgres.create_database(f"f5_{uuid.uuid4().hex[:10]}")
-    running = make_stack(kafka, tmp_path, database_url=url, services=("ingest", "alerts-worker", "alerts-api"), env={
-        # One attempt per message: a late failure would be final (failed, and counted towards disabling).
-        "ACCORDWATCH_WEBHOOK_TIMEOUT_S": str(TIMEOUT_S), "ACCORDWATCH_WEBHOOK_RETRY_SCHEDULE": "0"})
+    # The shared stack gives each message one attempt (ACCORDWATCH_WEBHOOK_RETRY_SCHEDULE=0): a
+    # late failure would be final (failed, and counted towards disabling the subscription).
+    assert SHARED_ENV["ACCORDWATCH_WEBHOOK_RETRY_SCHEDULE"] == "0"
+    running, url = fault_stack.running, fault_stack.url
+    workers = fault_stack.workers("alerts-worker", 2)
     try:
-        second = add_worker(running.stack, "alerts-worker", 2)
         path = "/f5"
         hook = fault_receiver.endpoint(path, hang_first_s=TIMEOUT_S + 3)
         created = running.alerts.post("/v1/subscriptions", json={"url": hook, "rules": ["stay-requested"]})
@@ -51,31 +51,37 @@ def test_f5_a_lapsed_lease_never_turns_a_success_into_a_failure(
             return {i for p, i, _ in fault_receiver.arrived if p == path}
 
         wait_for(lambda: len(first_attempts()) >= CASES, timeout=60, what="every first attempt hanging")
+        hanging = [UUID(hex=i.removeprefix("msg_")) for i in first_attempts()]
         engine = make_engine(url)
         try:
             # Force the leases of the hanging attempts to lapse: the outbox may send them again.
             with engine.begin() as conn:
                 lapsed = conn.execute(
-                    update(Delivery).where(Delivery.status == "pending", Delivery.lease_until.is_not(None))
+                    update(Delivery).where(Delivery.status == "pending", Delivery.lease_until.is_not(None),
+                                           Delivery.id.in_(hanging))
                     .values(lease_until=datetime.now(UTC) - timedelta(seconds=1))).rowcount
             wait_for(lambda: len(fault_receiver.verified(path)) >= CASES, timeout=60,
                      what="every message delivered by a second claim")
 
             def booked() -> bool:
                 with engine.connect() as conn:  # both attempts of every message recorded
-                    return conn.execute(select(func.count()).select_from(DeliveryAttempt)).scalar_one() >= 2 * lapsed
+                    return conn.execute(select(func.count()).select_from(DeliveryAttempt)
+                                        .where(DeliveryAttempt.delivery_id.in_(hanging))).scalar_one() >= 2 * lapsed
 
             wait_for(booked, timeout=60, what="the late results of the first attempts booked")
             with engine.connect() as conn:
-                statuses = dict(conn.execute(select(Delivery.status, func.count()).group_by(Delivery.status)).all())
+                mine = Delivery.id.in_(hanging)
+                statuses = dict(conn.execute(select(Delivery.status, func.count()).where(mine)
+                                             .group_by(Delivery.status)).all())
                 attempts = conn.execute(select(DeliveryAttempt.status_code, func.count())
+                                        .where(DeliveryAttempt.delivery_id.in_(hanging))
                                         .group_by(DeliveryAttempt.status_code)).all()
         finally:
             engine.dispose()
         delivered_ids = {r.webhook_id for r in fault_receiver.verified(path)}
         duplicates = notification_duplicates(fault_receiver, path)
         stale = sum(metric_total(f"{proc.health_url}", 'accordwatch_alerts_deliveries_total{outcome="stale"}')
-                    for proc in (running.stack.services["alerts-worker"], second))
+                    for proc in workers)
         turned = CASES - statuses.get("succeeded", 0)
         figures.update(
             messages=CASES, leases_lapsed=lapsed, delivered=len(delivered_ids), delivery_statuses=statuses,
@@ -94,4 +100,4 @@ def test_f5_a_lapsed_lease_never_turns_a_success_into_a_failure(
         assert duplicates["same_webhook_id_requests_beyond_the_first"] <= lapsed
         assert duplicates["sent_twice_with_different_webhook_ids"] == 0
     finally:
-        running.close()
+        fault_receiver.endpoint("/f5", hang_first_s=0)
