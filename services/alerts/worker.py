@@ -100,7 +100,7 @@ class AlertsWorker:
             concurrency=settings.endpoint_concurrency, buffer=settings.endpoint_buffer, clock=clock, db=self.db,
         )
         self.sink = AlertsSink(self.store, clock)
-        self.app = worker_app(settings)
+        self.app = worker_app(settings, stream_buffer=max(4 * settings.batch_max, 4096))
         self.consumer = WorkerConsumer(self.app, settings, self.sink, CONSUMER_METRICS, name="alerts",
                                        run=self._in_store, written=self._written)
         self.app.timer(settings.tick_s)(self._tick)

@@ -81,8 +81,11 @@ class PositionedTransport(kafka_driver.Transport):
     stored_positions: Callable[[], Mapping[Partition, int]] | None = None
 
 
-def worker_app(settings: WorkerSettings) -> faust.App:
-    """A faust app with what every accordwatch worker shares (its /metrics on faust's web server)."""
+def worker_app(settings: WorkerSettings, *, stream_buffer: int) -> faust.App:
+    """A faust app with what every accordwatch worker shares (its /metrics on faust's web server).
+
+    `stream_buffer` is how many records faust may hold for the agent beyond the batch in hand.
+    """
     data_dir = settings.home / "faust" / settings.consumer_group
     data_dir.mkdir(parents=True, exist_ok=True)
     app = faust.App(
@@ -107,7 +110,7 @@ def worker_app(settings: WorkerSettings) -> faust.App:
         broker_session_timeout=settings.session_timeout_s,
         broker_heartbeat_interval=max(1.0, settings.session_timeout_s / 4),
         producer_acks=-1,
-        stream_buffer_maxsize=max(2 * settings.batch_max, 1000),
+        stream_buffer_maxsize=stream_buffer,
         broker_max_poll_records=settings.batch_max,
         loghandlers=[],
     )

@@ -47,7 +47,7 @@ class Projector:
         self.store = store
         self.newest_recorded_at: datetime | None = None
         self._store_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="read-model-store")
-        self.app = worker_app(settings)
+        self.app = worker_app(settings, stream_buffer=max(2 * settings.batch_max, 1000))
         self.consumer = WorkerConsumer(self.app, settings, store, CONSUMER_METRICS, name="project",
                                        run=self._in_store_thread, written=self._written)
         self.app.timer(2.0)(self._refresh_staleness)
