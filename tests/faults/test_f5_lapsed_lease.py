@@ -1,14 +1,16 @@
 """F5 lapsed lease: a delivery sent again after its lease lapsed never turns a success into a failure.
 
-Two alerts workers share one outbox on PostgreSQL. The receiver holds the first request of
-every message; while those hang, their leases are made to lapse, so a worker claims them
-again and sends them (same webhook-id), and they succeed. The first requests then time out:
-those late failures must not overwrite the successes, and the duplicates by webhook-id
-are no more than the leases that lapsed.
+Two alerts workers share one outbox on PostgreSQL. The first worker sends every message and
+the receiver holds those first requests; the worker is then paused (SIGSTOP) and its leases
+are made to lapse, so the second worker claims the messages and sends them again (same
+webhook-id), and they succeed. When the first worker resumes, its requests time out: those
+late failures must not overwrite the successes, and the duplicates by webhook-id are no more
+than the leases that lapsed.
 """
 
 from __future__ import annotations
 
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from uuid import UUID
@@ -20,12 +22,11 @@ from services.alerts.tables import Delivery, DeliveryAttempt
 from services.platform.db import make_engine
 from tests.conftest import wait_for
 from tests.faults.conftest import SHARED_ENV, FaultStack, Figures
-from tests.faults.harness import fresh_stays, metric_total, notification_duplicates
+from tests.faults.harness import add_worker, fresh_stays, metric_total, notification_duplicates, pause, resume
 from tests.receiver import Receiver
 
 pytestmark = [pytest.mark.kafka, pytest.mark.postgres, pytest.mark.stack]
 
-TIMEOUT_S = 5.0
 CASES = 12
 
 
@@ -37,10 +38,13 @@ def test_f5_a_lapsed_lease_never_turns_a_success_into_a_failure(
     # late failure would be final (failed, and counted towards disabling the subscription).
     assert SHARED_ENV["ACCORDWATCH_WEBHOOK_RETRY_SCHEDULE"] == "0"
     running, url = fault_stack.running, fault_stack.url
-    workers = fault_stack.workers("alerts-worker", 2)
+    first, *others = fault_stack.workers("alerts-worker", 1)
+    for other in others:  # every message goes through the first worker
+        other.stop()
+    second = None
     try:
         path = "/f5"
-        hook = fault_receiver.endpoint(path, hang_first_s=TIMEOUT_S + 3)
+        hook = fault_receiver.endpoint(path, hang_first_s=60)
         created = running.alerts.post("/v1/subscriptions", json={"url": hook, "rules": ["stay-requested"]})
         assert created.status_code == 201, created.text
         fault_receiver.endpoint(path, secret=created.json()["secret"])
@@ -54,21 +58,27 @@ def test_f5_a_lapsed_lease_never_turns_a_success_into_a_failure(
         hanging = [UUID(hex=i.removeprefix("msg_")) for i in first_attempts()]
         engine = make_engine(url)
         try:
-            # Force the leases of the hanging attempts to lapse: the outbox may send them again.
+            # The first worker stops where it is; the leases of its hanging attempts are made to lapse.
+            pause(first)
             with engine.begin() as conn:
                 lapsed = conn.execute(
                     update(Delivery).where(Delivery.status == "pending", Delivery.lease_until.is_not(None),
                                            Delivery.id.in_(hanging))
                     .values(lease_until=datetime.now(UTC) - timedelta(seconds=1))).rowcount
-            wait_for(lambda: len(fault_receiver.verified(path)) >= CASES, timeout=60,
-                     what="every message delivered by a second claim")
+            lapsed_wall = time.time()
+            instance = max(int(n.rsplit("-", 1)[1]) for n in [*running.stack.services, "alerts-worker-1"]
+                           if n.startswith("alerts-worker-")) + 1
+            second = add_worker(running.stack, "alerts-worker", instance)
+            wait_for(lambda: len(fault_receiver.verified(path)) >= CASES, timeout=150,
+                     what="every message delivered by the second worker's claims")
+            resume(first)  # its requests time out now, under leases the second worker holds
 
             def booked() -> bool:
                 with engine.connect() as conn:  # both attempts of every message recorded
                     return conn.execute(select(func.count()).select_from(DeliveryAttempt)
                                         .where(DeliveryAttempt.delivery_id.in_(hanging))).scalar_one() >= 2 * lapsed
 
-            wait_for(booked, timeout=60, what="the late results of the first attempts booked")
+            wait_for(booked, timeout=150, what="the late results of the first attempts booked")
             with engine.connect() as conn:
                 mine = Delivery.id.in_(hanging)
                 statuses = dict(conn.execute(select(Delivery.status, func.count()).where(mine)
@@ -81,10 +91,14 @@ def test_f5_a_lapsed_lease_never_turns_a_success_into_a_failure(
         delivered_ids = {r.webhook_id for r in fault_receiver.verified(path)}
         duplicates = notification_duplicates(fault_receiver, path)
         stale = sum(metric_total(f"{proc.health_url}", 'accordwatch_alerts_deliveries_total{outcome="stale"}')
-                    for proc in workers)
+                    for proc in (first, second))
         turned = CASES - statuses.get("succeeded", 0)
+        second_sends = sorted(at for p, _, at in fault_receiver.arrived if p == path)[CASES:]
+        assert second is not None
         figures.update(
-            messages=CASES, leases_lapsed=lapsed, delivered=len(delivered_ids), delivery_statuses=statuses,
+            messages=CASES, leases_lapsed=lapsed,
+            seconds_from_lapse_to_last_resend=round(max(second_sends, default=0) - lapsed_wall, 1),
+            delivered=len(delivered_ids), delivery_statuses=statuses,
             attempts_by_status_code={str(code): n for code, n in attempts},
             late_results_not_booked_stale=stale,
             succeeded_deliveries_turned_into_failures=turned,
@@ -100,4 +114,6 @@ def test_f5_a_lapsed_lease_never_turns_a_success_into_a_failure(
         assert duplicates["same_webhook_id_requests_beyond_the_first"] <= lapsed
         assert duplicates["sent_twice_with_different_webhook_ids"] == 0
     finally:
+        if first.running():
+            resume(first)  # never leave a stopped process behind
         fault_receiver.endpoint("/f5", hang_first_s=0)
