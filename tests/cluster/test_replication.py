@@ -29,6 +29,7 @@ pytestmark = [pytest.mark.kafka, pytest.mark.stack, pytest.mark.cluster]
 RATE = 200.0  # events per second, one POST each
 TWO_DOWN_RATE = 50.0  # every request waits out ingest's produce timeout then: fewer keep fewer in flight
 DOWN_S = 20.0  # how long the killed broker stays dead
+TWO_DOWN_S = 15.0  # how long two brokers stay stopped
 SLACK_S = 3.0  # on top of ingest's produce timeout: a loaded two-core machine answers late
 
 
@@ -180,8 +181,7 @@ def test_two_brokers_down_is_503_within_the_bound_and_nothing_acknowledged_is_lo
         cluster.node(first).stop()  # a controlled shutdown each, one after the other
         cluster.node(second).stop()
         down_at = now()
-        poster.wait_until(lambda p: p.count(503, since=down_at) >= 200, timeout=120,
-                          what="200 requests sent with two brokers down answered 503")
+        time.sleep(TWO_DOWN_S)  # the outage this scenario prescribes, not a synchronisation
         restarted_at = now()
         cluster.node(first).start()
         cluster.node(second).start()
@@ -217,7 +217,7 @@ def test_two_brokers_down_is_503_within_the_bound_and_nothing_acknowledged_is_lo
     report("two-brokers-down", figures)
 
     judge_answers(poster)
-    assert during, "nothing was sent while two brokers were down"
+    assert len(during) >= TWO_DOWN_RATE * (TWO_DOWN_S - PRODUCE_TIMEOUT_S - SLACK_S) / 2, "too little was sent"
     assert figures["acked_while_down"] == 0, "a write was acknowledged by fewer than min.insync.replicas"
     assert figures["missing_from_read_model"] == 0
     assert len(alerted) == len(acked)
