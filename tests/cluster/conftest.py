@@ -92,6 +92,11 @@ class ClusterStack(RunningStack):
             out[name] = text.count("Traceback") + text.count("crashed")
         return out
 
+    def worker_group_joins(self) -> dict[str, int]:
+        """How often each worker's consumer (re-)joined its group so far (the first join included)."""
+        return {name: self.stack.services[name].log.read_text(errors="replace").count("(Re-)joining group")
+                for name in WORKERS}
+
     def close(self) -> None:
         """Bring back any node a test left down, then stop everything: faust workers stopped while a
         broker is dead take 20 s and more to exit (measured: 40 s of teardown), a whole cluster seconds."""

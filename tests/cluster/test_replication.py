@@ -154,6 +154,7 @@ def test_a_killed_broker_loses_no_acknowledged_event_and_the_workers_carry_on(
         "answered_503_but_written": len(refused_ids & set(on_topic)),
         "workers_carried_on": stack.workers_carried_on(),
         "worker_log_errors": stack.worker_log_errors(),
+        "worker_group_joins_so_far": stack.worker_group_joins(),
         "timeline_from_kill": timeline(answers, killed_at),
     }
     report("broker-killed", figures)
@@ -212,6 +213,7 @@ def test_two_brokers_down_is_503_within_the_bound_and_nothing_acknowledged_is_lo
         "duplicated_on_topic": sum(1 for i in acked if on_topic.get(i, 0) > 1),
         "answered_503_but_written": len({a.id for a in answers if a.status == 503} & set(on_topic)),
         "workers_carried_on": stack.workers_carried_on(),
+        "worker_group_joins_so_far": stack.worker_group_joins(),
         "timeline_from_second_stop": timeline(answers, down_at),
     }
     report("two-brokers-down", figures)
