@@ -38,7 +38,7 @@ def ingest_app(publisher: InMemoryPublisher | None = None, **settings: Any) -> F
 
 def projector_engine(tmp: Path) -> Engine:
     """A migrated, empty SQLite read model."""
-    engine = make_engine(f"sqlite:///{tmp / 'readmodel.db'}")
+    engine = make_engine(f"sqlite:///{tmp / 'readmodel.db'}", writer=True)
     upgrade_read_model(engine)
     return engine
 

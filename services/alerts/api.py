@@ -13,9 +13,8 @@ from typing import Annotated, Any, Literal
 from uuid import UUID
 
 import orjson
-from fastapi import APIRouter, Depends, FastAPI, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request
 from fastapi.responses import Response
-from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Connection, Engine, insert, select, text, update
 
 from services.alerts import metrics, outbox
@@ -34,33 +33,46 @@ from services.alerts.store import (
     webhook_body,
 )
 from services.alerts.tables import Alert, Delivery, DeliveryAttempt, Subscription
+from services.alerts.views import (
+    SLUG,
+    AlertDetailOut,
+    AlertOut,
+    AlertPageOut,
+    AttemptOut,
+    DeliveryOut,
+    DeliveryPageOut,
+    NotificationOut,
+    PingOut,
+    RuleOut,
+    RulesOut,
+    SubscriptionCreatedOut,
+    SubscriptionIn,
+    SubscriptionOut,
+    SubscriptionPageOut,
+    delivery_out,
+    subscription_out,
+)
 from services.platform.auth import Keyring, Principal, require
 from services.platform.db import make_engine
 from services.platform.http import add_metrics_endpoint, install_edges
-from services.platform.problems import PROBLEM_RESPONSES, Problem
+from services.platform.openapi import install_contract
+from services.platform.pages import PageTokens, position_offset
+from services.platform.problems import Problem, invalid_parameter, problem_responses
 
 Clock = Callable[[], datetime]
 Reader = Annotated[Principal, Depends(require("read"))]
 Admin = Annotated[Principal, Depends(require("subscriptions:admin"))]
 Limit = Annotated[int, Query(ge=1, le=500, description="Page size.")]
-PageToken = Annotated[str | None, Query(description="The `next` token of the previous page.")]
+PageToken = Annotated[
+    str | None, Query(max_length=1024, description="The `next` token of the previous page, as it was given.")
+]
+Fingerprint = Annotated[str, Path(min_length=1, max_length=400, pattern=r"^[^\x00-\x1f\x7f]+$",
+                                  description="An alert id: rule/subject/cause.")]
 
-router = APIRouter(responses=PROBLEM_RESPONSES)
+LISTING = problem_responses(401, 403, 422)
+ONE = problem_responses(401, 403, 404, 422)
 
-
-class SubscriptionIn(BaseModel):
-    """A webhook subscription to create: where to, and which alerts (empty filters pass all)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    url: str = Field(max_length=2000, description="http(s) URL of the receiver.")
-    description: str | None = Field(default=None, max_length=500)
-    rules: list[str] = Field(default_factory=list, max_length=50, description="Rule ids; empty: every rule.")
-    severities: list[Severity] = Field(default_factory=list, description="Severities; empty: every severity.")
-    subjects: list[str] = Field(
-        default_factory=list, max_length=200,
-        description="Agreement or case ids (an alert matches by its subject or what it affects); empty: all.",
-    )
+router = APIRouter()
 
 
 def _json(content: Any, status: int = 200) -> Response:
@@ -87,37 +99,23 @@ def _now(request: Request) -> datetime:
     return clock()
 
 
-def _invalid(field: str, reason: str) -> Problem:
-    return Problem(422, "Invalid request", f"{field}: {reason}", kind="invalid-request",
-                   errors=[{"field": field, "reason": reason}])
+def _tokens(request: Request) -> PageTokens:
+    tokens: PageTokens = request.app.state.page_tokens
+    return tokens
 
 
 def _not_found(what: str, key: object) -> Problem:
     return Problem(404, "Not found", f"no {what} {key}", kind="not-found")
 
 
-def _page(token: str | None) -> int:
-    if not token:
-        return 0
-    try:
-        return int(base64.urlsafe_b64decode(token.encode()).decode())
-    except (ValueError, UnicodeDecodeError):
-        raise _invalid("query.next", "not a token this API gave") from None
+def _offset(request: Request, token: str | None, listing: str, filters: dict[str, Any]) -> int:
+    return position_offset(_tokens(request).read(token, listing, filters, parameter="next"), "next")
 
 
-def _next(offset: int, limit: int, got: int) -> str | None:
-    return base64.urlsafe_b64encode(str(offset + limit).encode()).decode() if got > limit else None
-
-
-def subscription_out(sub: SubscriptionRow) -> dict[str, Any]:
-    """A subscription as the API shows it (never its secret, except once at creation)."""
-    return {
-        "id": str(sub.id), "url": sub.url, "description": sub.description, "rules": sub.rules,
-        "severities": sub.severities, "subjects": sub.subjects, "status": sub.status,
-        "disabled_reason": sub.disabled_reason,
-        "disabled_at": sub.disabled_at.isoformat() if sub.disabled_at else None,
-        "consecutive_failures": sub.consecutive_failures, "created_at": sub.created_at.isoformat(),
-    }
+def _next(request: Request, listing: str, filters: dict[str, Any], offset: int, limit: int, got: int) -> str | None:
+    if got <= limit:
+        return None
+    return _tokens(request).issue(listing, filters, {"offset": offset + limit})
 
 
 def _subscription(conn: Connection, subscription_id: UUID) -> SubscriptionRow:
@@ -130,32 +128,36 @@ def _subscription(conn: Connection, subscription_id: UUID) -> SubscriptionRow:
 # -- rules and alerts -----------------------------------------------------------------------
 
 
-@router.get("/v1/rules", summary="The rules in force")
-def list_rules(request: Request, _: Reader) -> Response:
+@router.get("/v1/rules", summary="The rules in force", response_model=RulesOut,
+            responses=problem_responses(401, 403))
+def list_rules(request: Request, _: Reader) -> RulesOut:
+    """Every rule with its severity, lead times and expiry."""
     rules: RuleSet = request.app.state.rules
-    return _json({
-        "tracked_policies": sorted(rules.tracked_policies),
-        "items": [
-            {"id": r.id, "kind": r.kind, "severity": r.severity, "description": r.description,
-             "enabled": r.enabled, "lead_times": [format_duration(x) for x in sorted(r.lead_times, reverse=True)],
-             "resolve_after": format_duration(r.resolve_after) if r.resolve_after else None}
+    return RulesOut(
+        tracked_policies=sorted(rules.tracked_policies),
+        items=[
+            RuleOut(id=r.id, kind=r.kind, severity=r.severity, description=r.description, enabled=r.enabled,
+                    lead_times=[format_duration(x) for x in sorted(r.lead_times, reverse=True)],
+                    resolve_after=format_duration(r.resolve_after) if r.resolve_after else None)
             for r in rules.rules
         ],
-    })
+    )
 
 
-@router.get("/v1/alerts", summary="Alerts, newest first")
+@router.get("/v1/alerts", summary="Alerts, newest first", response_model=AlertPageOut, responses=LISTING)
 def list_alerts(
     request: Request,
     _: Reader,
     state: Annotated[Literal["firing", "resolved"] | None, Query(description="firing or resolved")] = None,
-    rule: Annotated[str | None, Query()] = None,
+    rule: Annotated[str | None, Query(max_length=64)] = None,
     severity: Annotated[Severity | None, Query()] = None,
-    subject: Annotated[str | None, Query()] = None,
+    subject: Annotated[str | None, Query(max_length=200, pattern=SLUG)] = None,
     limit: Limit = 100,
     next: PageToken = None,
-) -> Response:
-    offset = _page(next)
+) -> AlertPageOut:
+    """Alerts matching every filter given, newest first."""
+    filters = {"state": state, "rule": rule, "severity": severity, "subject": subject}
+    offset = _offset(request, next, "alerts", filters)
     conditions = [
         c for c in (
             Alert.state == state if state else None, Alert.rule == rule if rule else None,
@@ -167,12 +169,14 @@ def list_alerts(
             select(Alert.__table__).where(*conditions)
             .order_by(Alert.fired_at.desc(), Alert.fingerprint).offset(offset).limit(limit + 1)
         ).all()
-    items = [alert_document(AlertRow(**row._mapping)) for row in rows[:limit]]
-    return _json({"items": items, "next": _next(offset, limit, len(rows))})
+    items = [AlertOut.model_validate(alert_document(AlertRow(**row._mapping))) for row in rows[:limit]]
+    return AlertPageOut(items=items, next=_next(request, "alerts", filters, offset, limit, len(rows)))
 
 
-@router.get("/v1/alerts/{fingerprint:path}", summary="One alert and its notifications")
-def get_alert(request: Request, fingerprint: str, _: Reader) -> Response:
+@router.get("/v1/alerts/{fingerprint:path}", summary="One alert and its notifications",
+            response_model=AlertDetailOut, responses=ONE)
+def get_alert(request: Request, fingerprint: Fingerprint, _: Reader) -> AlertDetailOut:
+    """An alert with every notification it made (sent, or suppressed and why)."""
     with _engine(request).connect() as conn:
         found = load_alerts(conn, Alert.fingerprint == fingerprint)
         if not found:
@@ -181,34 +185,33 @@ def get_alert(request: Request, fingerprint: str, _: Reader) -> Response:
             text("SELECT transition, type, created_at, late, suppressed FROM alert_notifications "
                  "WHERE fingerprint = :fp ORDER BY created_at"), {"fp": fingerprint}
         ).all()
-    doc = alert_document(found[0])
-    doc["notifications"] = [
-        {"transition": n.transition, "type": n.type, "at": _iso(n.created_at), "late": bool(n.late),
-         "sent": n.suppressed is None, "suppressed": n.suppressed}
-        for n in notes
-    ]
-    return _json(doc)
-
-
-def _iso(value: Any) -> str:
-    return value.isoformat() if isinstance(value, datetime) else str(value)
+    return AlertDetailOut.model_validate({
+        **alert_document(found[0]),
+        "notifications": [
+            NotificationOut(transition=n.transition, type=n.type, at=n.created_at, late=bool(n.late),
+                            sent=n.suppressed is None, suppressed=n.suppressed)
+            for n in notes
+        ],
+    })
 
 
 # -- subscriptions --------------------------------------------------------------------------
 
 
-@router.post("/v1/subscriptions", status_code=201, summary="Subscribe a webhook; the secret is shown once")
-async def create_subscription(request: Request, body: SubscriptionIn, _: Admin) -> Response:
+@router.post("/v1/subscriptions", status_code=201, summary="Subscribe a webhook; the secret is shown once",
+             response_model=SubscriptionCreatedOut, responses=problem_responses(400, 401, 403, 413, 422))
+async def create_subscription(request: Request, body: SubscriptionIn, _: Admin) -> SubscriptionCreatedOut:
+    """Check the filters and that the URL is a public address, then store the subscription."""
     rules: RuleSet = request.app.state.rules
     for i, rule_id in enumerate(body.rules):
         if rules.by_id(rule_id) is None:
             known = ", ".join(r.id for r in rules.rules)
-            raise _invalid(f"body.rules.{i}", f"unknown rule {rule_id!r}; the rules are: {known}")
+            raise invalid_parameter(f"body.rules.{i}", f"unknown rule {rule_id!r}; the rules are: {known}")
     policy: EgressPolicy = request.app.state.egress
     try:
         await policy.check(body.url)
     except EgressRefused as exc:
-        raise _invalid("body.url", str(exc)) from None
+        raise invalid_parameter("body.url", str(exc)) from None
     now = _now(request)
     secret = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
     row: dict[str, Any] = {
@@ -225,29 +228,34 @@ async def create_subscription(request: Request, body: SubscriptionIn, _: Admin) 
 
     await asyncio.to_thread(write)
     out = subscription_out(SubscriptionRow(**row))
-    return _json({**out, "secret": secret}, 201)
+    return SubscriptionCreatedOut(**out.model_dump(), secret=secret)
 
 
-@router.get("/v1/subscriptions", summary="Subscriptions")
-def list_subscriptions(request: Request, _: Admin, limit: Limit = 100, next: PageToken = None) -> Response:
-    offset = _page(next)
+@router.get("/v1/subscriptions", summary="Subscriptions", response_model=SubscriptionPageOut, responses=LISTING)
+def list_subscriptions(request: Request, _: Admin, limit: Limit = 100, next: PageToken = None) -> SubscriptionPageOut:
+    """Every subscription not deleted, oldest first."""
+    offset = _offset(request, next, "subscriptions", {})
     with _engine(request).connect() as conn:
         rows = conn.execute(
             select(Subscription.__table__).where(Subscription.status != "deleted")
             .order_by(Subscription.created_at, Subscription.id).offset(offset).limit(limit + 1)
         ).all()
     items = [subscription_out(SubscriptionRow(**row._mapping)) for row in rows[:limit]]
-    return _json({"items": items, "next": _next(offset, limit, len(rows))})
+    return SubscriptionPageOut(items=items, next=_next(request, "subscriptions", {}, offset, limit, len(rows)))
 
 
-@router.get("/v1/subscriptions/{subscription_id}", summary="One subscription")
-def get_subscription(request: Request, subscription_id: UUID, _: Admin) -> Response:
+@router.get("/v1/subscriptions/{subscription_id}", summary="One subscription", response_model=SubscriptionOut,
+            responses=ONE)
+def get_subscription(request: Request, subscription_id: UUID, _: Admin) -> SubscriptionOut:
+    """A subscription, its filters and status."""
     with _engine(request).connect() as conn:
-        return _json(subscription_out(_subscription(conn, subscription_id)))
+        return subscription_out(_subscription(conn, subscription_id))
 
 
-@router.delete("/v1/subscriptions/{subscription_id}", status_code=204, summary="Unsubscribe")
+@router.delete("/v1/subscriptions/{subscription_id}", status_code=204, summary="Unsubscribe",
+               response_class=Response, responses=ONE)
 def delete_subscription(request: Request, subscription_id: UUID, _: Admin) -> Response:
+    """Delete a subscription and cancel what is queued for it."""
     now = _now(request)
     with _writer(request).begin() as conn:
         _subscription(conn, subscription_id)
@@ -259,8 +267,10 @@ def delete_subscription(request: Request, subscription_id: UUID, _: Admin) -> Re
     return Response(status_code=204)
 
 
-@router.post("/v1/subscriptions/{subscription_id}/test", summary="Send a signed ping now")
-async def send_test_ping(request: Request, subscription_id: UUID, _: Admin) -> Response:
+@router.post("/v1/subscriptions/{subscription_id}/test", summary="Send a signed ping now", response_model=PingOut,
+             responses=problem_responses(401, 403, 404, 409, 422, s409="The subscription is disabled"))
+async def send_test_ping(request: Request, subscription_id: UUID, _: Admin) -> PingOut:
+    """Sign and send a ping at once; the answer says what the receiver did."""
     engine = _writer(request)
     now = _now(request)
     with engine.connect() as conn:
@@ -285,19 +295,20 @@ async def send_test_ping(request: Request, subscription_id: UUID, _: Admin) -> R
     result = await sender.send(claimed)
     once = outbox.Policy(schedule=(0.0,), disable_after=10**9, max_retry_after_s=0, lease=timedelta(0))
     booked = await asyncio.to_thread(outbox.record, engine, [result], once)
-    return _json({
-        "delivery_id": str(delivery_id), "webhook_id": message_id(delivery_id), "outcome": booked[0].outcome,
-        "status_code": result.status_code, "error": result.error, "duration_ms": round(result.duration_ms, 1),
-    })
+    return PingOut(delivery_id=delivery_id, webhook_id=message_id(delivery_id), outcome=booked[0].outcome,
+                   status_code=result.status_code, error=result.error, duration_ms=round(result.duration_ms, 1))
 
 
-@router.get("/v1/subscriptions/{subscription_id}/deliveries", summary="The delivery log, newest first")
+@router.get("/v1/subscriptions/{subscription_id}/deliveries", summary="The delivery log, newest first",
+            response_model=DeliveryPageOut, responses=ONE)
 def list_deliveries(
     request: Request, subscription_id: UUID, _: Admin,
     status: Annotated[Literal["pending", "succeeded", "failed", "cancelled"] | None, Query()] = None,
     limit: Limit = 100, next: PageToken = None,
-) -> Response:
-    offset = _page(next)
+) -> DeliveryPageOut:
+    """A subscription's deliveries with every attempt."""
+    filters = {"subscription": str(subscription_id), "status": status}
+    offset = _offset(request, next, "deliveries", filters)
     with _engine(request).connect() as conn:
         _subscription(conn, subscription_id)
         where = [Delivery.subscription_id == subscription_id]
@@ -308,33 +319,21 @@ def list_deliveries(
             .order_by(Delivery.created_at.desc(), Delivery.id).offset(offset).limit(limit + 1)
         ).all()
         ids = [row.id for row in rows[:limit]]
-        attempts: dict[UUID, list[dict[str, Any]]] = {}
+        attempts: dict[UUID, list[AttemptOut]] = {}
         if ids:
             for a in conn.execute(select(DeliveryAttempt.__table__).where(DeliveryAttempt.delivery_id.in_(ids))
                                   .order_by(DeliveryAttempt.attempt)):
-                attempts.setdefault(a.delivery_id, []).append({
-                    "attempt": a.attempt, "at": _iso(a.at), "status_code": a.status_code, "error": a.error,
-                    "duration_ms": a.duration_ms,
-                })
+                attempts.setdefault(a.delivery_id, []).append(AttemptOut(
+                    attempt=a.attempt, at=a.at, status_code=a.status_code, error=a.error, duration_ms=a.duration_ms))
     items = [delivery_out(row, attempts.get(row.id, [])) for row in rows[:limit]]
-    return _json({"items": items, "next": _next(offset, limit, len(rows))})
+    return DeliveryPageOut(items=items, next=_next(request, "deliveries", filters, offset, limit, len(rows)))
 
 
-def delivery_out(row: Any, attempts: list[dict[str, Any]]) -> dict[str, Any]:
-    """A delivery with its attempts."""
-    return {
-        "id": str(row.id), "webhook_id": message_id(row.id), "subscription_id": str(row.subscription_id),
-        "type": row.type, "status": row.status, "attempts": row.attempts,
-        "next_attempt_at": _iso(row.next_attempt_at) if row.status == "pending" else None,
-        "last_status_code": row.last_status_code, "last_error": row.last_error,
-        "created_at": _iso(row.created_at),
-        "completed_at": _iso(row.completed_at) if row.completed_at else None,
-        "payload": orjson.loads(row.payload), "log": attempts,
-    }
-
-
-@router.post("/v1/deliveries/{delivery_id}/retry", status_code=202, summary="Send a delivery again now")
-def retry_delivery(request: Request, delivery_id: UUID, _: Admin) -> Response:
+@router.post("/v1/deliveries/{delivery_id}/retry", status_code=202, summary="Send a delivery again now",
+             response_model=DeliveryOut,
+             responses=problem_responses(401, 403, 404, 409, 422, s409="The subscription is disabled"))
+def retry_delivery(request: Request, delivery_id: UUID, _: Admin) -> DeliveryOut:
+    """Queue a delivery for another attempt now, with the same webhook-id."""
     now = _now(request)
     with _writer(request).begin() as conn:
         row = conn.execute(select(Delivery.__table__).where(Delivery.id == delivery_id)).first()
@@ -348,7 +347,7 @@ def retry_delivery(request: Request, delivery_id: UUID, _: Admin) -> Response:
         conn.execute(update(Delivery).where(Delivery.id == delivery_id).values(
             status="pending", next_attempt_at=now, lease_until=None, lease_token=None, completed_at=None))
         row = conn.execute(select(Delivery.__table__).where(Delivery.id == delivery_id)).one()
-    return _json(delivery_out(row, []), 202)
+    return delivery_out(row, [])
 
 
 # -- operations -----------------------------------------------------------------------------
@@ -405,10 +404,14 @@ def create_app(
     app.state.egress = policy
     app.state.sender = sender
     app.state.keyring = Keyring.from_settings(settings)
+    app.state.page_tokens = PageTokens(
+        settings.page_token_key.get_secret_value().encode() if settings.page_token_key else None
+    )
     app.include_router(router)
     app.include_router(feed_router)
     add_metrics_endpoint(app)
     install_edges(app, counter=metrics.API_REQUESTS, max_body_bytes=settings.max_body_bytes)
+    install_contract(app)
     return app
 
 

@@ -7,7 +7,6 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
-from fastapi.openapi.utils import get_openapi
 
 from schemas.registry import EVENT_ADAPTER
 from services.ingest.metrics import REQUESTS
@@ -16,6 +15,7 @@ from services.ingest.routes import router
 from services.ingest.settings import IngestSettings
 from services.platform.auth import Keyring
 from services.platform.http import add_metrics_endpoint, install_edges
+from services.platform.openapi import install_contract
 
 
 def create_app(settings: IngestSettings, publisher: Publisher | None = None) -> FastAPI:
@@ -52,22 +52,16 @@ def create_app(settings: IngestSettings, publisher: Publisher | None = None) -> 
     app.include_router(router)
     add_metrics_endpoint(app)
     install_edges(app, counter=REQUESTS, max_body_bytes=settings.max_body_bytes)
-    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    install_contract(app, _event_components)
     return app
 
 
-def _openapi(app: FastAPI) -> dict[str, Any]:
-    """The generated spec, with the event schemas as components."""
-    if app.openapi_schema is None:
-        spec = get_openapi(title=app.title, version=app.version, summary=app.summary, routes=app.routes)
-        event_schema = EVENT_ADAPTER.json_schema(ref_template="#/components/schemas/{model}")
-        components = spec.setdefault("components", {}).setdefault("schemas", {})
-        components.update(event_schema.pop("$defs", {}))
-        components["Event"] = event_schema
-        spec["components"]["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
-        spec["security"] = [{"bearer": []}]
-        app.openapi_schema = spec
-    return app.openapi_schema
+def _event_components() -> dict[str, Any]:
+    """The event schemas, as components (the request bodies refer to `Event`)."""
+    event_schema = EVENT_ADAPTER.json_schema(ref_template="#/components/schemas/{model}")
+    components: dict[str, Any] = event_schema.pop("$defs", {})
+    components["Event"] = event_schema
+    return components
 
 
 def create_app_from_env() -> FastAPI:

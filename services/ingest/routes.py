@@ -10,8 +10,9 @@ from uuid import UUID
 import orjson
 import uuid_utils.compat as uuid7s
 from fastapi import APIRouter, Depends, Request
+from fastapi import Path as PathParam
 from fastapi.responses import Response
-from pydantic import TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from schemas.cloudevents import KafkaRecord, to_records
 from schemas.envelope import Event, Instant
@@ -23,7 +24,7 @@ from services.ingest.settings import IngestSettings
 from services.platform.auth import Principal, authorize, require
 from services.platform.kafka import record_bytes
 from services.platform.limits import too_large
-from services.platform.problems import PROBLEM_RESPONSES, Problem
+from services.platform.problems import Problem, problem_responses
 
 router = APIRouter()
 
@@ -33,6 +34,52 @@ JSON_TYPES = frozenset({"application/json"})
 NDJSON_TYPES = frozenset({"application/x-ndjson", "application/ndjson", "application/jsonl", "application/x-jsonlines"})
 EVENT_REF = {"$ref": "#/components/schemas/Event"}
 RECORDED_AT = TypeAdapter(Instant)  # the contract's own rendering of recorded_at
+
+
+class EventAcceptedOut(BaseModel):
+    """Where Kafka stored an accepted event."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: UUID
+    partition: int
+    offset: int
+    recorded_at: datetime
+
+
+class BatchEventOut(BaseModel):
+    """Where Kafka stored one event of a batch."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: UUID
+    partition: int
+    offset: int
+
+
+class BatchAcceptedOut(BaseModel):
+    """Every event of the batch, in order, with where Kafka stored it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    accepted: int
+    events: list[BatchEventOut]
+
+
+class EventTypeOut(BaseModel):
+    """One event type of the catalogue."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: str
+    version: int
+    description: str
+    required_data: list[str] = Field(description="The `data` fields the type requires.")
+    schema_: str = Field(alias="schema", description="Where its JSON Schema is.")
+
+
+POSTING = problem_responses(400, 401, 403, 413, 415, 422, 503,
+                            s503="Kafka unavailable: nothing was accepted; retry with the same ids")
 
 
 def _json(content: Any, status: int = 200) -> Response:
@@ -163,8 +210,7 @@ async def _publish(request: Request, events: list[Event], records: list[KafkaRec
     "/v1/events",
     status_code=202,
     summary="Record one event",
-    responses={**PROBLEM_RESPONSES, 413: {"description": "Too large"}, 415: {"description": "Not JSON"},
-               503: {"description": "Kafka unavailable; retry with the same id"}},
+    responses={202: {"model": EventAcceptedOut, "description": "Kafka acknowledged the event"}, **POSTING},
     openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": EVENT_REF}}}},
 )
 async def post_event(request: Request) -> Response:
@@ -229,8 +275,7 @@ def _decode_batch(body: bytes, media: str) -> tuple[list[Any], list[bytes] | Non
     "/v1/events/batch",
     status_code=202,
     summary="Record a batch of events, all or nothing",
-    responses={**PROBLEM_RESPONSES, 413: {"description": "Too large"}, 415: {"description": "Wrong type"},
-               503: {"description": "Kafka unavailable; retry with the same ids"}},
+    responses={202: {"model": BatchAcceptedOut, "description": "Kafka acknowledged every event"}, **POSTING},
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -307,15 +352,21 @@ def _validate_each(items: list[Any]) -> tuple[list[Event], list[int], list[Field
     return events, indexes, errors
 
 
-@router.get("/v1/schemas", summary="The event catalogue")
-async def list_schemas(_: Reader) -> list[dict[str, Any]]:
+@router.get("/v1/schemas", summary="The event catalogue", response_model=list[EventTypeOut],
+            responses=problem_responses(401, 403))
+async def list_schemas(_: Reader) -> Response:
     """Every event type with its version, description and required data fields."""
-    return catalogue()
+    return _json(catalogue())
 
 
-@router.get("/v1/schemas/{event_type}", summary="The JSON Schema of one event type",
-            responses={404: {"description": "Unknown event type"}})
-async def get_schema(event_type: str, _: Reader) -> Response:
+@router.get(
+    "/v1/schemas/{event_type}", summary="The JSON Schema of one event type",
+    responses={200: {"description": "The type's JSON Schema",
+                     "content": {"application/schema+json": {"schema": {"type": "object"}}}},
+               **problem_responses(401, 403, 404, 422, s404="Unknown event type")},
+    response_class=Response,
+)
+async def get_schema(event_type: Annotated[str, PathParam(max_length=64)], _: Reader) -> Response:
     """The generated JSON Schema file of `event_type`."""
     if event_type not in EVENT_TYPES:
         raise Problem(404, "Unknown event type", f"{event_type!r} is not an event type; "

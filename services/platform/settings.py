@@ -34,6 +34,11 @@ class CommonSettings(BaseSettings):
         default=None,
         description="JSON file of API keys: [{name, sha256, scopes}], hashes only (see `accordwatch keys`).",
     )
+    page_token_key: SecretStr | None = Field(
+        default=None,
+        description="Key that signs page tokens (any secret string; without one tokens are still checked for "
+        "edits, but anyone could mint one). Give every replica of a service the same key.",
+    )
     home: Path = Field(
         default=Path(".local"), validation_alias="ACCORDWATCH_HOME",
         description="Folder for the local stack's state (broker data, SQLite file, worker data, logs).",

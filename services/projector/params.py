@@ -1,11 +1,48 @@
-"""Query parameters the JSON API and the status pages share: as-of and known-at bounds."""
+"""The query API's parameters (the JSON API's and the status pages'): their types and checks, in one place, so every route answers bad ones alike."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, datetime, time
+from typing import Annotated
+from uuid import UUID
 
-from schemas.envelope import parse_moment
-from services.platform.problems import Problem
+from fastapi import Path, Query
+
+from schemas.envelope import MAX_INSTANT, MIN_INSTANT, parse_moment
+from services.platform.problems import invalid_parameter
+
+SLUG = r"^[a-z0-9]+(?:-[a-z0-9]+)*$"
+METRIC = r"^[a-z][a-z0-9_]*$"
+MOMENT = r"^\d{4}-\d{2}-\d{2}([Tt ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?([Zz]|[+-]\d{2}:\d{2}))?$"
+MOMENT_EXAMPLES = ["2020-03-06", "2020-03-06T12:00:00Z"]
+
+Limit = Annotated[int, Query(ge=1, le=500, description="Page size.")]
+PageToken = Annotated[
+    str | None, Query(max_length=1024, description="The `next` token of the previous page, as it was given.")
+]
+AsOf = Annotated[
+    str | None,
+    Query(
+        max_length=64, pattern=MOMENT, examples=MOMENT_EXAMPLES,
+        description="World date or time: the status from events that occurred up to then "
+        f"(a date means the end of that day, UTC), between {MIN_INSTANT.date()} and {MAX_INSTANT.date()}.",
+    ),
+]
+KnownAt = Annotated[
+    str | None,
+    Query(max_length=64, pattern=MOMENT, examples=MOMENT_EXAMPLES,
+          description="Recording time: only events recorded by then (a date means its end, UTC), "
+          f"between {MIN_INSTANT.date()} and {MAX_INSTANT.date()}."),
+]
+SubjectFilter = Annotated[
+    str | None, Query(max_length=120, pattern=SLUG, description="An agreement or case id (a lowercase slug).")
+]
+AgreementId = Annotated[str, Path(max_length=120, pattern=SLUG, examples=["us-gt-aca-2019"],
+                                  description="An agreement id (a lowercase slug).")]
+CaseId = Annotated[str, Path(max_length=120, pattern=SLUG, examples=["innovation-law-lab-v-wolf"],
+                             description="A case id (a lowercase slug).")]
+EventId = Annotated[UUID, Path(examples=["016ba5ae-6c00-78af-89eb-1d681b5aa5b3"], description="An event id.")]
+MetricFilter = Annotated[str | None, Query(max_length=120, pattern=METRIC, description="A metric slug.")]
 
 
 def parse_bound(name: str, raw: str | None) -> datetime | None:
@@ -14,14 +51,8 @@ def parse_bound(name: str, raw: str | None) -> datetime | None:
         return None
     try:
         moment = parse_moment(raw)
-    except ValueError as exc:
-        raise Problem(
-            422,
-            "Invalid query parameter",
-            f"{name}: {exc}",
-            kind="invalid-request",
-            errors=[{"field": f"query.{name}", "reason": str(exc)}],
-        ) from None
+    except (ValueError, OverflowError) as exc:
+        raise invalid_parameter(f"query.{name}", str(exc)) from None
     if isinstance(moment, datetime):
         return moment.astimezone(UTC)
-    return datetime.combine(moment + timedelta(days=1), time.min, tzinfo=UTC) - timedelta(microseconds=1)
+    return datetime.combine(moment, time.max, tzinfo=UTC)  # the end of that day
