@@ -28,10 +28,11 @@ pytestmark = [pytest.mark.kafka, pytest.mark.stack]
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "seed-timeline.ndjson"
 SCHEMATHESIS = Path(sys.executable).parent / "schemathesis"
+CONFIG = Path(__file__).resolve().parent / "schemathesis.toml"
 SEED = 20200312
 CHECKS = ("not_a_server_error", "status_code_conformance", "content_type_conformance",
           "response_schema_conformance", "response_headers_conformance")
-EXAMPLES_PER_OPERATION = {"ingest": 10, "projector": 30, "alerts": 30}
+EXAMPLES_PER_OPERATION = {"ingest": 50, "projector": 25, "alerts": 25}
 
 
 @dataclass
@@ -83,7 +84,7 @@ def read_report(path: Path) -> FuzzReport:
 def fuzz(base: str, key: str, report_path: Path, examples: int) -> tuple[subprocess.CompletedProcess[str], FuzzReport]:
     """Run schemathesis against one service; returns the run and its report."""
     command = [
-        str(SCHEMATHESIS), "run", f"{base}/openapi.json",
+        str(SCHEMATHESIS), "--config-file", str(CONFIG), "run", f"{base}/openapi.json",
         "--header", f"Authorization: Bearer {key}",
         "--seed", str(SEED), "--max-examples", str(examples), "--workers", "1",
         "--checks", ",".join(CHECKS), "--request-timeout", "30",
