@@ -91,7 +91,8 @@ def fuzz(base: str, key: str, report_path: Path, examples: int) -> tuple[subproc
         "--report", "ndjson", "--report-ndjson-path", str(report_path),
         "--generation-database", "none", "--no-color", "--output-truncate", "true",
     ]
-    run = subprocess.run(command, capture_output=True, text=True, timeout=900, check=False, stdin=subprocess.DEVNULL)
+    run = subprocess.run(command, capture_output=True, text=True, timeout=900, check=False, stdin=subprocess.DEVNULL,
+                         cwd=report_path.parent)  # its caches (.hypothesis, .schemathesis) stay out of the tree
     return run, read_report(report_path)
 
 
