@@ -60,10 +60,11 @@ def alerts_settings(**settings: Any) -> AlertsSettings:
     return AlertsSettings(dev_key=KEY, webhook_allow="127.0.0.1", **settings)
 
 
-def alerts_app(engine: Engine, *, clock: Any = None, settings: AlertsSettings | None = None) -> FastAPI:
+def alerts_app(engine: Engine, *, clock: Any = None, settings: AlertsSettings | None = None,
+               egress: Any = None) -> FastAPI:
     """The alerts API over `engine`, with the default rules."""
     config = settings or alerts_settings()
-    return create_alerts_app(config, load_rules(config.rules_file), engine=engine, clock=clock)
+    return create_alerts_app(config, load_rules(config.rules_file), engine=engine, clock=clock, egress=egress)
 
 
 def frozen(at: datetime) -> Any:

@@ -373,15 +373,15 @@ def readyz(request: Request) -> Response:
 
 def create_app(
     settings: AlertsSettings, rules: RuleSet, *, engine: Engine | None = None, clock: Clock | None = None,
-    writer: Engine | None = None,
+    writer: Engine | None = None, egress: EgressPolicy | None = None,
 ) -> FastAPI:
-    """Build the alerts API over the store behind `settings.database_url` (`writer` for writes, if given)."""
+    """Build the alerts API over `settings.database_url` (`writer` for writes; tests may pass an egress policy)."""
     owned = engine is None
     db = engine or make_engine(settings.database_url)
     writes = writer or (db if not owned else make_engine(settings.database_url, writer=True))
     now = clock or (lambda: datetime.now(UTC))
-    policy = EgressPolicy(settings.allow_list)
-    sender = Sender(policy, settings.delivery_timeout_s, now)
+    policy = egress or EgressPolicy(settings.allow_list)
+    sender = Sender(policy, settings.delivery_timeout_s, now, max_response_bytes=settings.max_response_bytes)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

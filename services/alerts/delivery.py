@@ -1,7 +1,9 @@
 """Webhook delivery: signed requests, each subscriber through its own connection pool.
 
 `Sender` signs a message with the `standardwebhooks` package and POSTs it through an
-aiohttp session whose resolver enforces the egress policy on every connection. The
+aiohttp session whose resolver enforces the egress policy on every connection (a literal
+host is requested in the canonical form that was checked), and reads at most
+`max_response_bytes` of what the receiver answers. The
 dispatcher gives each subscription a pool of its own (at most `pool_size` connections),
 so an endpoint that hangs holds only its own connections; `services.alerts.dispatcher`
 decides what is sent when.
@@ -22,7 +24,7 @@ from standardwebhooks import Webhook
 from yarl import URL
 
 from services.alerts import outbox
-from services.alerts.egress import EgressPolicy, EgressRefused
+from services.alerts.egress import EgressPolicy, EgressRefused, connect_url
 
 log = logging.getLogger(__name__)
 
@@ -69,17 +71,31 @@ def retry_after_seconds(value: str | None, now: datetime) -> float | None:
     return max(0.0, (when - now).total_seconds())
 
 
+async def read_capped(response: aiohttp.ClientResponse, limit: int) -> int:
+    """Read at most `limit` bytes of a response body; a longer one is cut off and its connection closed."""
+    read = 0
+    while read <= limit:
+        chunk = await response.content.read(min(65536, limit + 1 - read))
+        if not chunk:
+            return read
+        read += len(chunk)
+    response.close()  # never drain the rest: close the connection instead
+    return read
+
+
 class Sender:
     """Signs and sends single webhook requests, refusing forbidden destinations."""
 
-    def __init__(self, policy: EgressPolicy, timeout_s: float, clock: Clock, *, pool_size: int = 16) -> None:
+    def __init__(self, policy: EgressPolicy, timeout_s: float, clock: Clock, *, pool_size: int = 16,
+                 max_response_bytes: int = 65536) -> None:
         self.policy = policy
         self.timeout = aiohttp.ClientTimeout(total=timeout_s)
         self.clock = clock
         self.pool_size = pool_size
+        self.max_response_bytes = max_response_bytes
         self._session: aiohttp.ClientSession | None = None
         self._pools: dict[UUID, aiohttp.ClientSession] = {}
-        self._checked: dict[str, URL] = {}
+        self._checked: dict[str, tuple[URL, dict[str, str]]] = {}
 
     def _new_session(self, limit: int) -> aiohttp.ClientSession:
         connector = aiohttp.TCPConnector(resolver=self.policy.resolver(), limit=limit, ttl_dns_cache=10)
@@ -110,8 +126,9 @@ class Sender:
             session = self._pools[pool] = self._new_session(self.pool_size)
         return session
 
-    def _check(self, url: str) -> URL:
-        """A URL's shape, and a literal address against the policy (names are checked when they resolve)."""
+    def _check(self, url: str) -> tuple[URL, dict[str, str]]:
+        """A URL's shape, a literal address against the policy (names are checked when they resolve),
+        and what to request: a literal in the canonical form that was checked, with the Host it had."""
         checked = self._checked.get(url)
         if checked is not None:
             return checked
@@ -120,7 +137,8 @@ class Sender:
             self.policy.check_address(target.host, target.literal)
         if len(self._checked) > 4096:
             self._checked.clear()
-        checked = self._checked[url] = URL(url)
+        connect, extra = connect_url(target)
+        checked = self._checked[url] = (URL(connect, encoded=True) if extra else URL(url), extra)
         return checked
 
     async def send(self, delivery: outbox.Claimed, *, pool: UUID | None = None) -> outbox.Result:
@@ -132,14 +150,16 @@ class Sender:
         error: str | None = None
         retry_after: float | None = None
         try:
-            url = self._check(delivery.url)
+            url, extra = self._check(delivery.url)
             headers = signed_headers(delivery.secret, message_id(delivery.id), delivery.payload, at)
+            if extra:
+                headers = {**headers, **extra}
             async with session.post(
                 url, data=delivery.payload.encode(), headers=headers, allow_redirects=False
             ) as response:
                 status = response.status
                 retry_after = retry_after_seconds(response.headers.get("retry-after"), at)
-                await response.read()
+                await read_capped(response, self.max_response_bytes)
                 if not 200 <= status < 300:
                     error = f"HTTP {status}"
         except EgressRefused as exc:

@@ -70,6 +70,10 @@ class AlertsSettings(WorkerSettings):
         default=10.0, gt=0, validation_alias="ACCORDWATCH_WEBHOOK_TIMEOUT_S",
         description="Timeout of one webhook request (connect + response).",
     )
+    max_response_bytes: int = Field(
+        default=65_536, ge=0, validation_alias="ACCORDWATCH_WEBHOOK_MAX_RESPONSE_BYTES",
+        description="How much of a receiver's answer is read; a longer body is cut off and the connection closed.",
+    )
     endpoint_concurrency: int = Field(
         default=16, ge=1, validation_alias="ACCORDWATCH_WEBHOOK_ENDPOINT_CONCURRENCY",
         description="Requests in flight per subscription; a slow endpoint only ever holds its own.",

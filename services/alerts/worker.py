@@ -94,7 +94,8 @@ class AlertsWorker:
         )
         self.db = StoreThread()
         self.sender = Sender(EgressPolicy(settings.allow_list), settings.delivery_timeout_s, clock,
-                             pool_size=settings.endpoint_concurrency)
+                             pool_size=settings.endpoint_concurrency,
+                             max_response_bytes=settings.max_response_bytes)
         self.dispatcher = Dispatcher(
             self.engine, self.sender, delivery_policy(settings),
             concurrency=settings.endpoint_concurrency, buffer=settings.endpoint_buffer, clock=clock, db=self.db,
