@@ -209,37 +209,41 @@ def _read_lines(path: Path | None) -> Iterator[Any]:
                 raise typer.BadParameter(f"line {number}: not JSON ({exc.msg})") from None
 
 
-def _post_lines(client: httpx.Client, events: list[Any], *, show: bool, batch: int = 1000) -> int:
-    accepted = 0
+def _post_lines(client: httpx.Client, events: list[Any], *, show: bool, batch: int = 1000, retries: int = 5) -> int:
+    from services.posting import Refused, post_batches
+
     with Progress(
         TextColumn("posting"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err, disable=not show
     ) as progress:
         task = progress.add_task("post", total=len(events))
-        for start in range(0, len(events), batch):
-            chunk = events[start : start + batch]
-            response = client.post("/v1/events/batch", json={"events": chunk})
-            if response.status_code != 202:
-                if start:
-                    err.print(f"{accepted} events before index {start} were accepted")
-                raise _fail(response)
-            accepted += response.json()["accepted"]
-            progress.advance(task, len(chunk))
-    return accepted
+        try:
+            return post_batches(client, events, batch=batch, retries=retries,
+                                on_batch=lambda n: progress.advance(task, n))
+        except Refused as refused:
+            if refused.start:
+                err.print(f"{refused.accepted} events before index {refused.start} were accepted; "
+                          "posting the same file again adds none of them twice")
+            raise _fail(refused.response) from None
 
 
 @app.command()
 def post(
     file: Annotated[str, typer.Argument(help="A JSON or NDJSON file of events, or - for stdin.")],
     ingest: IngestUrl = "http://127.0.0.1:8080",
+    retries: Annotated[int, typer.Option(min=0, max=20, help="Retries of a batch while Kafka is unavailable.")] = 5,
 ) -> None:
-    """Post events through the ingest API (batches of 1,000, all or nothing per batch)."""
+    """Post events through the ingest API (batches of 1,000, all or nothing per batch).
+
+    Events without an id get a UUIDv7 derived from their content before the first attempt, so a
+    retry, or posting the same file again after a failure, never records an event twice.
+    """
     path = None if file == "-" else Path(file)
     if path is not None and not path.exists():
         raise typer.BadParameter(f"{file} does not exist", param_hint="FILE")
     events = list(_read_lines(path))
     try:
         with _client(ingest) as client:
-            accepted = _post_lines(client, events, show=len(events) > 1000)
+            accepted = _post_lines(client, events, show=len(events) > 1000, retries=retries)
     except httpx.TransportError as exc:
         raise _unreachable(ingest, exc) from None
     console.print(f"{accepted} events accepted")

@@ -331,7 +331,7 @@ def create_app(settings: ProjectorSettings, *, engine: Engine | None = None, clo
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        uninstall_gauges = gauges.install(gauges.ReadModelGauges(db, app.state.clock))
+        uninstall_gauges = gauges.install(gauges.ReadModelGauges(db, app.state.clock, ttl_s=settings.gauges_ttl_s))
         try:
             yield
         finally:

@@ -1,11 +1,13 @@
-"""Domain gauges of the query API, read from the active generation at scrape time.
+"""Domain gauges of the query API, read from the active generation off the event loop, cached briefly.
 
 The four gauges a status panel needs (agreements by status, transfers per agreement,
 open deadlines and the seconds to the nearest one) are declared in `metrics.py` like
 every other projector metric. In the query API process they are served by
 `ReadModelGauges`, a prometheus-client collector that reads the read model's active
-generation on every scrape, sets the declared gauges and yields them: the numbers are
-never older than the scrape, and nothing polls the database between scrapes.
+generation when a scrape collects it, keeps what it read for `ttl_s` seconds (so scrapes
+from several Prometheus servers, or a dashboard refreshing, cost one read), sets the
+declared gauges and yields them. `/metrics` collects on a worker thread, so the three
+queries never run on the event loop that serves the API.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -79,15 +82,36 @@ def read_figures(conn: Connection, now: datetime) -> DomainFigures:
 class ReadModelGauges(Collector):
     """Sets the declared domain gauges from the read model whenever they are collected."""
 
-    def __init__(self, engine: Engine, clock: Callable[[], datetime]) -> None:
+    def __init__(self, engine: Engine, clock: Callable[[], datetime], *, ttl_s: float = 5.0,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
         self.engine = engine
         self.clock = clock
+        self.ttl_s = ttl_s
+        self.monotonic = monotonic
+        self.reads = 0
+        self._cached: tuple[float, DomainFigures] | None = None
+        self._read_lock = threading.Lock()  # scrapes at once make one read
         self._lock = threading.Lock()  # two scrapes at once must not interleave clear() and set()
+
+    def figures(self) -> DomainFigures:
+        """The figures, read now unless a read younger than `ttl_s` is kept."""
+        with self._read_lock:
+            cached = self._cached
+            if cached is not None and self.monotonic() - cached[0] < self.ttl_s:
+                return cached[1]
+            with self.engine.connect() as conn:
+                figures = read_figures(conn, self.clock())
+            self.reads += 1
+            self._cached = (self.monotonic(), figures)
+            return figures
+
+    def describe(self) -> Iterable[Metric]:
+        """The families served, without reading anything (registering must not query the database)."""
+        return [family for gauge in DOMAIN_GAUGES for family in gauge.describe()]
 
     def collect(self) -> Iterable[Metric]:
         try:
-            with self.engine.connect() as conn:
-                figures = read_figures(conn, self.clock())
+            figures = self.figures()
         except Exception:  # a scrape must still answer (with the other metrics) when the database does not
             log.exception("reading the domain gauges from the read model failed")
             return []

@@ -23,6 +23,10 @@ class ProjectorSettings(WorkerSettings):
     )
     api_host: str = Field(default="127.0.0.1", validation_alias="ACCORDWATCH_PROJECTOR_HOST")
     api_port: int = Field(default=8081, validation_alias="ACCORDWATCH_PROJECTOR_PORT")
+    gauges_ttl_s: float = Field(
+        default=5.0, ge=0, validation_alias="ACCORDWATCH_PROJECTOR_GAUGES_TTL_S",
+        description="How long the query API's domain gauges are kept before /metrics reads them again.",
+    )
     max_body_bytes: int = Field(
         default=16_384, ge=0, validation_alias="ACCORDWATCH_PROJECTOR_MAX_BODY_BYTES",
         description="The largest request body the query API reads (it takes none; 413 above this).",

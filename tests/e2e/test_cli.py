@@ -63,6 +63,31 @@ def test_post_status_timeline_and_as_of(full_stack: RunningStack) -> None:
     assert "TransferReported" in history.stdout
 
 
+def test_posting_a_file_again_after_a_failure_counts_nothing_twice(full_stack: RunningStack, tmp_path: Path) -> None:
+    """Regression: events without ids got new ids on every run, double-counting incremental transfer reports."""
+    import orjson
+
+    from tests.samples import event
+
+    agreement = "us-zz-aca-2031"
+    reports = [event("TransferReported", subject=agreement, occurred_at=f"2031-0{m}-01",
+                     data={"count": 10 * m, "cumulative": False}) for m in range(1, 6)]
+    broken = [*reports[:2], {**reports[2], "data": {"count": -1, "cumulative": False}}, *reports[3:]]
+    path = tmp_path / "reports.ndjson"
+    path.write_text("".join(orjson.dumps(r).decode() + "\n" for r in broken))
+    failed = cli(full_stack, "post", str(path))
+    assert failed.returncode == 1, failed.stdout + failed.stderr  # the whole file is one batch: nothing lands
+    path.write_text("".join(orjson.dumps(r).decode() + "\n" for r in reports))
+    for _ in range(2):  # fixed, posted, and posted once more for good measure
+        posted = cli(full_stack, "post", str(path))
+        assert posted.returncode == 0, posted.stderr
+    total = sum(10 * m for m in range(1, 6))
+    got = wait_for(lambda: (r := full_stack.query.get(f"/v1/agreements/{agreement}")).status_code == 200
+                   and r.json()["transfers_total"] == total and r.json(), what="the reports folded")
+    assert got["transfer_reports"] == 5
+    assert full_stack.query.get(f"/v1/agreements/{agreement}/timeline").json()["total"] == 5
+
+
 def test_alerts_lists_the_seed_stay_request(full_stack: RunningStack) -> None:
     cli(full_stack, "post", str(EXAMPLES))  # idempotent: the example ids are fixed
     shown = wait_for(lambda: (r := cli(full_stack, "alerts", "--subject", "innovation-law-lab-v-wolf"))

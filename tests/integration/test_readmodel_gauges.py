@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
 import uuid_utils
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
@@ -64,7 +65,7 @@ def test_domain_gauges_follow_the_active_generation_and_the_clock(database_url: 
     engine = _engine(database_url)
     store = ReadModelStore(engine)
     store.apply(_consumed(SEED))
-    settings = ProjectorSettings(database_url=database_url, dev_key=KEY)
+    settings = ProjectorSettings(database_url=database_url, dev_key=KEY, gauges_ttl_s=0)
     now = [NOW]
     with TestClient(create_app(settings, engine=engine, clock=lambda: now[0])) as client:
         got = _scrape(client)
@@ -104,3 +105,44 @@ def test_a_scrape_still_answers_when_the_read_model_does_not(tmp_path: Any) -> N
         assert "accordwatch_projector_requests_total" in got
         assert "accordwatch_projector_agreements" not in got
     engine.dispose()
+
+
+def test_scrapes_within_the_ttl_read_the_read_model_once(tmp_path: Any) -> None:
+    from services.projector.gauges import ReadModelGauges
+
+    engine = _engine(f"sqlite:///{tmp_path / 'ttl.db'}")
+    ticks = [100.0]
+    gauges = ReadModelGauges(engine, lambda: NOW, ttl_s=5, monotonic=lambda: ticks[0])
+    for _ in range(3):
+        list(gauges.collect())
+    assert gauges.reads == 1
+    ticks[0] += 5.1
+    list(gauges.collect())
+    assert gauges.reads == 2
+    engine.dispose()
+
+
+def test_the_gauges_are_read_off_the_event_loop(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A scrape reads the read model on a worker thread: no event loop runs where the SQL runs."""
+    import asyncio
+
+    from services.projector import gauges
+
+    real = gauges.read_figures
+    on_loop: list[bool] = []
+
+    def watched(conn: Any, now: datetime) -> Any:
+        try:
+            asyncio.get_running_loop()
+            on_loop.append(True)
+        except RuntimeError:
+            on_loop.append(False)
+        return real(conn, now)
+
+    monkeypatch.setattr(gauges, "read_figures", watched)
+    engine = _engine(f"sqlite:///{tmp_path / 'thread.db'}")
+    settings = ProjectorSettings(database_url=str(engine.url), dev_key=KEY)
+    with TestClient(create_app(settings, engine=engine, clock=lambda: NOW)) as client:
+        assert client.get("/metrics").status_code == 200
+    engine.dispose()
+    assert on_loop == [False]
