@@ -169,15 +169,20 @@ Country = Annotated[
     ),
 ]
 
+SLUG = r"^[a-z0-9]+(?:-[a-z0-9]+)*$"
+"""A subject (agreement or case) id, a nationality group, a key name: lowercase words joined by hyphens."""
+SLUG_MAX = 120
+METRIC_SLUG = r"^[a-z][a-z0-9_]*$"
+
 Slug = Annotated[
     str,
-    StringConstraints(pattern=r"^[a-z0-9]+(?:-[a-z0-9]+)*$", min_length=1, max_length=120),
+    StringConstraints(pattern=SLUG, min_length=1, max_length=SLUG_MAX),
     Field(description="A lowercase slug, e.g. us-sv-aca-2019 or innovation-law-lab-v-wolf."),
 ]
 
 MetricSlug = Annotated[
     str,
-    StringConstraints(pattern=r"^[a-z][a-z0-9_]*$", min_length=1, max_length=120),
+    StringConstraints(pattern=METRIC_SLUG, min_length=1, max_length=SLUG_MAX),
     Field(description="A metric name in snake case, e.g. southwest_border_apprehensions."),
 ]
 

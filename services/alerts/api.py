@@ -17,6 +17,7 @@ from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request
 from fastapi.responses import Response
 from sqlalchemy import Connection, Engine, insert, select, text, update
 
+from schemas.envelope import SLUG, SLUG_MAX
 from services.alerts import metrics, outbox
 from services.alerts.delivery import Sender, message_id
 from services.alerts.egress import EgressPolicy, EgressRefused
@@ -34,7 +35,6 @@ from services.alerts.store import (
 )
 from services.alerts.tables import Alert, Delivery, DeliveryAttempt, Subscription
 from services.alerts.views import (
-    SLUG,
     AlertDetailOut,
     AlertOut,
     AlertPageOut,
@@ -151,7 +151,7 @@ def list_alerts(
     state: Annotated[Literal["firing", "resolved"] | None, Query(description="firing or resolved")] = None,
     rule: Annotated[str | None, Query(max_length=64)] = None,
     severity: Annotated[Severity | None, Query()] = None,
-    subject: Annotated[str | None, Query(max_length=200, pattern=SLUG)] = None,
+    subject: Annotated[str | None, Query(max_length=SLUG_MAX, pattern=SLUG)] = None,
     limit: Limit = 100,
     next: PageToken = None,
 ) -> AlertPageOut:

@@ -9,17 +9,21 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 from feedgen.feed import FeedGenerator
+from pydantic import StringConstraints
 from sqlalchemy import Engine, select
 
+from schemas.envelope import SLUG, SLUG_MAX
 from services.alerts.rules import Severity
 from services.alerts.settings import AlertsSettings
 from services.alerts.store import AlertRow
 from services.alerts.tables import Alert
 from services.platform.auth import Principal, require_unless_public
+from services.platform.problems import problem_responses
 
 ATOM_TYPE = "application/atom+xml; charset=utf-8"
 ENTRY_NAMESPACE = uuid.UUID("9a4f3c1e-2b7d-4e0a-8c55-6f1d2e3b4a90")
 Viewer = Annotated[Principal | None, Depends(require_unless_public("read"))]
+SubjectId = Annotated[str, StringConstraints(max_length=SLUG_MAX, pattern=SLUG)]
 
 router = APIRouter(tags=["feeds"])
 
@@ -77,13 +81,18 @@ def atom(rows: list[AlertRow], *, self_url: str, api_url: str, status_page_url: 
     "/v1/alerts.atom",
     summary="Alerts as an Atom feed, newest first",
     response_class=Response,
-    responses={200: {"description": "An Atom (RFC 4287) feed.", "content": {"application/atom+xml": {}}}},
+    responses={
+        **problem_responses(401, 403, 422),
+        200: {"description": "An Atom (RFC 4287) feed.",
+              "content": {"application/atom+xml": {"schema": {"type": "string"}}}},
+    },
 )
 def alerts_feed(
     request: Request,
     _: Viewer,
     severity: Annotated[list[Severity] | None, Query(description="Only these severities (repeatable).")] = None,
-    subject: Annotated[list[str] | None, Query(description="Only alerts about these subjects (repeatable).")] = None,
+    subject: Annotated[list[SubjectId] | None, Query(max_length=100, description="Only alerts about these subjects "
+                                                     "(repeatable, at most 100).")] = None,
     state: Annotated[Literal["firing", "resolved"] | None, Query(description="firing or resolved")] = None,
     limit: Annotated[int, Query(ge=1, le=500, description="How many entries.")] = 100,
 ) -> Response:

@@ -9,13 +9,13 @@ from uuid import UUID
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from schemas.envelope import SLUG, SLUG_MAX
 from services.alerts.delivery import message_id
 from services.alerts.rules import Severity
 from services.alerts.store import SubscriptionRow
 
-SLUG = r"^[a-z0-9]+(?:-[a-z0-9]+)*$"
 RuleId = Annotated[str, StringConstraints(min_length=1, max_length=64)]
-SubjectId = Annotated[str, StringConstraints(min_length=1, max_length=120, pattern=SLUG)]
+SubjectId = Annotated[str, StringConstraints(min_length=1, max_length=SLUG_MAX, pattern=SLUG)]
 
 
 class SubscriptionIn(BaseModel):

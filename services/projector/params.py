@@ -1,18 +1,17 @@
-"""The query API's parameters (the JSON API's and the status pages'): their types and checks, in one place, so every route answers bad ones alike."""
+"""The query API's parameters (JSON and status pages): types and checks in one place, so every route answers alike."""
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, time
 from typing import Annotated
 from uuid import UUID
 
 from fastapi import Path, Query
 
-from schemas.envelope import MAX_INSTANT, MIN_INSTANT, parse_moment
+from schemas.envelope import MAX_INSTANT, METRIC_SLUG, MIN_INSTANT, SLUG, SLUG_MAX, parse_moment
 from services.platform.problems import invalid_parameter
 
-SLUG = r"^[a-z0-9]+(?:-[a-z0-9]+)*$"
-METRIC = r"^[a-z][a-z0-9_]*$"
 MOMENT = r"^\d{4}-\d{2}-\d{2}([Tt ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?([Zz]|[+-]\d{2}:\d{2}))?$"
 MOMENT_EXAMPLES = ["2020-03-06", "2020-03-06T12:00:00Z"]
 
@@ -28,6 +27,12 @@ AsOf = Annotated[
         f"(a date means the end of that day, UTC), between {MIN_INSTANT.date()} and {MAX_INSTANT.date()}.",
     ),
 ]
+AsOfDate = Annotated[
+    str | None,
+    Query(description="Show the state on this date (the end of that day, UTC), e.g. 2020-03-05, "
+          f"between {MIN_INSTANT.date()} and {MAX_INSTANT.date()}; anything else is answered by a page saying so.",
+          examples=["2020-03-05"]),
+]
 KnownAt = Annotated[
     str | None,
     Query(max_length=64, pattern=MOMENT, examples=MOMENT_EXAMPLES,
@@ -35,14 +40,14 @@ KnownAt = Annotated[
           f"between {MIN_INSTANT.date()} and {MAX_INSTANT.date()}."),
 ]
 SubjectFilter = Annotated[
-    str | None, Query(max_length=120, pattern=SLUG, description="An agreement or case id (a lowercase slug).")
+    str | None, Query(max_length=SLUG_MAX, pattern=SLUG, description="An agreement or case id (a lowercase slug).")
 ]
-AgreementId = Annotated[str, Path(max_length=120, pattern=SLUG, examples=["us-gt-aca-2019"],
+AgreementId = Annotated[str, Path(max_length=SLUG_MAX, pattern=SLUG, examples=["us-gt-aca-2019"],
                                   description="An agreement id (a lowercase slug).")]
-CaseId = Annotated[str, Path(max_length=120, pattern=SLUG, examples=["innovation-law-lab-v-wolf"],
+CaseId = Annotated[str, Path(max_length=SLUG_MAX, pattern=SLUG, examples=["innovation-law-lab-v-wolf"],
                              description="A case id (a lowercase slug).")]
 EventId = Annotated[UUID, Path(examples=["016ba5ae-6c00-78af-89eb-1d681b5aa5b3"], description="An event id.")]
-MetricFilter = Annotated[str | None, Query(max_length=120, pattern=METRIC, description="A metric slug.")]
+MetricFilter = Annotated[str | None, Query(max_length=SLUG_MAX, pattern=METRIC_SLUG, description="A metric slug.")]
 
 
 def parse_bound(name: str, raw: str | None) -> datetime | None:
@@ -56,3 +61,8 @@ def parse_bound(name: str, raw: str | None) -> datetime | None:
     if isinstance(moment, datetime):
         return moment.astimezone(UTC)
     return datetime.combine(moment, time.max, tzinfo=UTC)  # the end of that day
+
+
+def is_subject_id(text: str) -> bool:
+    """Whether `text` can be an agreement or case id (the pages check before they query)."""
+    return len(text) <= SLUG_MAX and re.fullmatch(SLUG, text) is not None

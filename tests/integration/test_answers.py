@@ -141,3 +141,54 @@ def test_a_subscription_token_cannot_page_deliveries(alerts: TestClient) -> None
     sub = str(uuid_utils.uuid7())
     response = alerts.get(f"/v1/subscriptions/{sub}/deliveries", params={"next": token})
     assert response.status_code in (404, 422)
+
+
+@pytest.mark.parametrize("path", ["/status", "/status/agreements/us-gt-aca-2019",
+                                  "/status/cases/innovation-law-lab-v-wolf"])
+@pytest.mark.parametrize("value", ["9999-12-31", "0001-01-01", "2020-13-01", "x" * 5000, "2020-03-05\x00"])
+def test_a_status_page_with_a_date_out_of_range_is_an_html_page_naming_as_of(
+    query: TestClient, path: str, value: str
+) -> None:
+    response = query.get(path, params={"as_of": value})
+    assert response.status_code == 422, response.text
+    assert response.headers["content-type"].startswith("text/html")
+    assert "as_of:" in response.text
+
+
+@pytest.mark.parametrize("subject", ["US-GT", "a" * 5000, "us-gt-aca-2019%00", "x%20y", "%C3%A9t%C3%A9"])
+def test_a_status_page_for_an_id_that_cannot_exist_is_an_html_404(query: TestClient, subject: str) -> None:
+    for kind in ("agreements", "cases", "subjects"):
+        response = query.get(f"/status/{kind}/{subject}", follow_redirects=False)
+        assert response.status_code == 404, (kind, response.text)
+        assert response.headers["content-type"].startswith("text/html")
+
+
+@pytest.mark.parametrize(("params", "field"), [
+    ({"subject": "US GT"}, "query.subject"), ({"subject": "a" * 121}, "query.subject"),
+    ({"status": "soon"}, "query.status"),
+])
+def test_the_deadline_calendar_refuses_a_bad_filter_naming_it(
+    query: TestClient, params: dict[str, str], field: str
+) -> None:
+    _problem(query.get("/v1/deadlines.ics", params=params), 422, field)
+    assert query.get("/v1/deadlines.ics", params={"subject": "innovation-law-lab-v-wolf"}).status_code == 200
+
+
+@pytest.mark.parametrize(("params", "field"), [
+    ({"subject": "Not A Slug"}, "query.subject.0"), ({"subject": ["ok", "x\x00"]}, "query.subject.1"),
+    ({"subject": [f"s{i}" for i in range(101)]}, "query.subject"),
+    ({"severity": "fatal"}, "query.severity.0"), ({"limit": "0"}, "query.limit"), ({"state": "gone"}, "query.state"),
+])
+def test_the_alert_feed_refuses_a_bad_filter_naming_it(
+    alerts: TestClient, params: dict[str, Any], field: str
+) -> None:
+    _problem(alerts.get("/v1/alerts.atom", params=params), 422, field)
+    assert alerts.get("/v1/alerts.atom", params={"subject": ["us-gt-aca-2019"]}).status_code == 200
+
+
+@pytest.mark.parametrize("value", ["1000-01-01", "8999-12-31", "2019-07-26"])
+def test_the_status_pages_answer_at_the_edges_of_the_range(query: TestClient, value: str) -> None:
+    for path in ("/status", "/status/agreements/us-gt-aca-2019", "/status/cases/innovation-law-lab-v-wolf"):
+        response = query.get(path, params={"as_of": value})
+        assert response.status_code == 200, (path, response.text)
+        assert response.headers["content-type"].startswith("text/html")

@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 from tests.apps import alerts_app, alerts_engine, ingest_app, projector_app, projector_engine
 
 BODYLESS = {"204"}
+PAGE_ERRORS = {"404", "422"}  # an HTML page answers these with an HTML page; its other problems are problem+json
 
 
 def _app(name: str, tmp: Path) -> FastAPI:
@@ -51,7 +52,11 @@ def test_every_operation_documents_its_bodies_and_its_problems(name: str, tmp_pa
         takes_input = bool(op.get("parameters") or op.get("requestBody"))
         for status in ("401", "403", "500", *(("422",) if takes_input else ())):
             assert status in responses, f"{where}: {status} is not documented"
+        page = "text/html" in responses[successes[0]].get("content", {})
         for status, response in responses.items():
+            if page and status in PAGE_ERRORS:
+                assert list(response.get("content", {})) == ["text/html"], f"{where}: {status} is a page too"
+                continue
             if status.startswith(("4", "5")):
                 assert list(response.get("content", {})) == ["application/problem+json"], f"{where}: {status}"
                 schema = response["content"]["application/problem+json"]["schema"]

@@ -14,6 +14,8 @@ from sqlalchemy import Connection, Engine
 
 from services.domain.state import Deadline, SubjectState
 from services.platform.auth import Principal, require_unless_public
+from services.platform.problems import problem_responses
+from services.projector.params import SubjectFilter
 from services.projector.readmodel import queries
 from services.projector.status.views import status_label
 
@@ -150,14 +152,18 @@ def calendar(items: list[Entry], *, now: datetime, base_url: str) -> bytes:
     "/v1/deadlines.ics",
     summary="Deadlines as an iCalendar feed",
     response_class=Response,
-    responses={200: {"description": "An iCalendar (RFC 5545) document.", "content": {"text/calendar": {}}}},
+    responses={
+        **problem_responses(401, 403, 422),
+        200: {"description": "An iCalendar (RFC 5545) document.",
+              "content": {"text/calendar": {"schema": {"type": "string"}}}},
+    },
 )
 def deadlines_calendar(
     request: Request,
     _: Viewer,
     status: Annotated[DeadlineStatus, Query(description="As on /v1/deadlines; by default all, so that "
                                             "calendars see closed deadlines cancelled.")] = "all",
-    subject: Annotated[str | None, Query(description="Only this agreement's or case's deadlines.")] = None,
+    subject: SubjectFilter = None,
 ) -> Response:
     """Every deadline, ruling effective date and stay response date; closed ones as STATUS:CANCELLED."""
     now: datetime = request.app.state.clock().astimezone(UTC)

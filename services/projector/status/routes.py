@@ -8,14 +8,14 @@ from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from sqlalchemy import Engine
 
 from services.platform.auth import Principal, require_unless_public
-from services.platform.problems import Problem
-from services.projector.params import parse_bound
+from services.platform.problems import Problem, problem_responses
+from services.projector.params import AsOfDate, is_subject_id, parse_bound
 from services.projector.readmodel import queries
 from services.projector.status import views
 
@@ -24,19 +24,15 @@ STATIC = {
     "style.css": (HERE / "static" / "style.css", "text/css; charset=utf-8"),
     "favicon.svg": (HERE / "static" / "favicon.svg", "image/svg+xml"),
 }
+HTML = {"text/html": {"schema": {"type": "string"}}}
 HTML_RESPONSES: dict[int | str, dict[str, Any]] = {
-    200: {"description": "An HTML page.", "content": {"text/html": {}}},
-    401: {"description": "No API key (unless ACCORDWATCH_PUBLIC_STATUS is set)."},
-    404: {"description": "No such agreement or case (an HTML page).", "content": {"text/html": {}}},
-    422: {"description": "An invalid as_of (an HTML page naming the field).", "content": {"text/html": {}}},
+    **problem_responses(401, 403, s401="No API key (unless ACCORDWATCH_PUBLIC_STATUS is set)."),
+    200: {"description": "An HTML page.", "content": HTML},
+    404: {"description": "No such agreement or case (an HTML page).", "content": HTML},
+    422: {"description": "An invalid as_of (an HTML page naming the field).", "content": HTML},
 }
 
 Viewer = Annotated[Principal | None, Depends(require_unless_public("read"))]
-AsOfDate = Annotated[
-    str | None,
-    Query(description="Show the state on this date (the end of that day, UTC), e.g. 2020-03-05.",
-          examples=["2020-03-05"]),
-]
 
 router = APIRouter(prefix="/status", tags=["status pages"])
 templates = Jinja2Templates(directory=HERE / "templates")
@@ -116,7 +112,8 @@ def agreement(request: Request, agreement_id: str, _: Viewer, as_of: AsOfDate = 
     if isinstance(picked, Response):
         return picked
     with _engine(request).connect() as conn:
-        page = views.subject_page(conn, agreement_id, kind="agreement", as_of=picked.as_of, now=picked.now)
+        page = (views.subject_page(conn, agreement_id, kind="agreement", as_of=picked.as_of, now=picked.now)
+                if is_subject_id(agreement_id) else None)
     if page is None:
         return _not_found(request, picked, "agreement", agreement_id)
     return _render(request, "agreement.html", picked, page=page)
@@ -130,7 +127,8 @@ def case(request: Request, case_id: str, _: Viewer, as_of: AsOfDate = None) -> R
     if isinstance(picked, Response):
         return picked
     with _engine(request).connect() as conn:
-        page = views.subject_page(conn, case_id, kind="case", as_of=picked.as_of, now=picked.now)
+        page = (views.subject_page(conn, case_id, kind="case", as_of=picked.as_of, now=picked.now)
+                if is_subject_id(case_id) else None)
     if page is None:
         return _not_found(request, picked, "case", case_id)
     return _render(request, "case.html", picked, page=page)
@@ -142,6 +140,8 @@ def subject(request: Request, subject: str, _: Viewer, as_of: AsOfDate = None) -
     picked = _picked(request, as_of)
     if isinstance(picked, Response):
         return picked
+    if not is_subject_id(subject):
+        return _not_found(request, picked, "agreement or case", subject)
     with _engine(request).connect() as conn:
         state = queries.snapshot(conn, subject)
     kind = "agreements" if state is not None and state.agreement is not None else "cases"
