@@ -103,7 +103,7 @@ async def direct_stream(
             payload = f'{{"type":"alert.firing","timestamp":"x","data":{{"subject":"{subject}"}}}}'
 
             async def to(path: str) -> None:
-                headers = signed_headers(secrets[path], f"msg_{uuid.uuid4().hex}", payload, datetime.now(UTC))
+                headers = signed_headers([secrets[path]], f"msg_{uuid.uuid4().hex}", payload, datetime.now(UTC))
                 async with session.post(url_for[path], data=payload.encode(), headers=headers) as response:
                     await response.read()
 

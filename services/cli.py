@@ -111,6 +111,7 @@ def run(
         dev_key=key,
         database_url=os.environ.get("ACCORDWATCH_DATABASE_URL") or os.environ.get("DATABASE_URL"),
         brokers=brokers,
+        sealing_keys=os.environ.get("ACCORDWATCH_WEBHOOK_SECRET_KEYS") or _sealing_keys(data),
     )
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -144,9 +145,19 @@ def run(
 
 
 def _dev_key(data: Path) -> str:
-    stored = data / "dev-key"
+    return _kept(data / "dev-key", new_key)
+
+
+def _sealing_keys(data: Path) -> str:
+    """The local stack's key that seals webhook secrets (made once, kept in .local like the dev key)."""
+    from services.alerts.sealing import new_sealing_key
+
+    return _kept(data / "webhook-secret-keys", new_sealing_key)
+
+
+def _kept(stored: Path, make: Any) -> str:
     if not stored.exists():
-        stored.write_text(new_key() + "\n")
+        stored.write_text(make() + "\n")
         stored.chmod(0o600)
     return stored.read_text().strip()
 
@@ -438,20 +449,42 @@ def migrate(
     ] = None,
 ) -> None:
     """`alembic upgrade head` for the read model and the alert store (the compose stack's migration job)."""
+    from services.alerts.migrate import reseal
     from services.alerts.migrate import upgrade as upgrade_alerts
+    from services.alerts.sealing import Sealer
+    from services.alerts.settings import AlertsSettings
     from services.platform.db import make_engine
     from services.projector.readmodel.migrate import upgrade as upgrade_read_model
 
     read_model = database_url or os.environ.get("DATABASE_URL") or f"sqlite:///{home() / 'accordwatch.db'}"
     alert_store = alerts_database_url or f"sqlite:///{home() / 'alerts.db'}"
-    for name, url, upgrade in (("read model", read_model, upgrade_read_model),
-                               ("alert store", alert_store, upgrade_alerts)):
-        engine = make_engine(url)
-        try:
-            upgrade(engine)
-        finally:
-            engine.dispose()
-        console.print(f"{name}: at head ({engine.url.render_as_string(hide_password=True)})")
+    keys = AlertsSettings().sealing_keys()
+    local = home() / "webhook-secret-keys"
+    if not keys and local.exists():
+        keys = [k for k in local.read_text().replace("\n", ",").split(",") if k.strip()]
+    sealer = Sealer(keys) if keys else None
+    engine = make_engine(read_model)
+    try:
+        upgrade_read_model(engine)
+    finally:
+        engine.dispose()
+    console.print(f"read model: at head ({engine.url.render_as_string(hide_password=True)})")
+    engine = make_engine(alert_store)
+    try:
+        upgrade_alerts(engine, sealer)
+        resealed = reseal(engine, sealer) if sealer is not None else 0
+    finally:
+        engine.dispose()
+    console.print(f"alert store: at head ({engine.url.render_as_string(hide_password=True)}); "
+                  f"{resealed} webhook secrets sealed under the newest key")
+
+
+@app.command("sealing-key")
+def sealing_key() -> None:
+    """Print a new key for ACCORDWATCH_WEBHOOK_SECRET_KEYS (put it first; keep the old ones until migrated)."""
+    from services.alerts.sealing import new_sealing_key
+
+    console.print(new_sealing_key())
 
 
 def main() -> None:

@@ -18,6 +18,7 @@ from sqlalchemy import Engine
 from services.alerts.api import create_app as create_alerts_app
 from services.alerts.migrate import upgrade as upgrade_alerts
 from services.alerts.rules import load_rules
+from services.alerts.sealing import new_sealing_key
 from services.alerts.settings import AlertsSettings
 from services.ingest.app import create_app as create_ingest_app
 from services.ingest.settings import IngestSettings
@@ -28,6 +29,7 @@ from services.projector.settings import ProjectorSettings
 from tests.fakes import InMemoryPublisher
 
 KEY = "aw_test-key-with-every-scope"
+SEALING_KEY = new_sealing_key()
 AUTH = {"Authorization": f"Bearer {KEY}"}
 
 
@@ -57,7 +59,7 @@ def alerts_engine(tmp: Path) -> Engine:
 
 def alerts_settings(**settings: Any) -> AlertsSettings:
     """Alerts settings for tests: the test key, 127.0.0.1 allowed."""
-    return AlertsSettings(dev_key=KEY, webhook_allow="127.0.0.1", **settings)
+    return AlertsSettings(dev_key=KEY, webhook_allow="127.0.0.1", webhook_secret_keys=SEALING_KEY, **settings)
 
 
 def alerts_app(engine: Engine, *, clock: Any = None, settings: AlertsSettings | None = None,

@@ -30,6 +30,8 @@ class Received:
     body: dict[str, Any]
     status: int
     at: float
+    raw: bytes = b""
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -122,7 +124,7 @@ class Receiver:
             except ValueError:
                 body = {}
         item = Received(request.path, webhook_id, verified,
-                        body if isinstance(body, dict) else {}, status, time.time())
+                        body if isinstance(body, dict) else {}, status, time.time(), raw, dict(request.headers))
         with self.lock:
             self.received.append(item)
         if verified and 200 <= status < 300 and self.on_verified is not None:

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 from uuid import UUID
 
 import orjson
-from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request
+from fastapi import APIRouter, Body, Depends, FastAPI, Path, Query, Request
 from fastapi.responses import Response
 from sqlalchemy import Connection, Engine, insert, select, text, update
 
@@ -24,6 +24,7 @@ from services.alerts.egress import EgressPolicy, EgressRefused
 from services.alerts.feed import router as feed_router
 from services.alerts.migrate import upgrade
 from services.alerts.rules import SEVERITIES, RuleSet, RulesFileError, Severity, format_duration, load_rules
+from services.alerts.sealing import Sealer, SealingKeyMissing
 from services.alerts.settings import AlertsSettings
 from services.alerts.store import (
     AlertRow,
@@ -45,6 +46,8 @@ from services.alerts.views import (
     PingOut,
     RuleOut,
     RulesOut,
+    SecretRotatedOut,
+    SecretRotationIn,
     SubscriptionCreatedOut,
     SubscriptionIn,
     SubscriptionOut,
@@ -116,6 +119,16 @@ def _next(request: Request, listing: str, filters: dict[str, Any], offset: int, 
     if got <= limit:
         return None
     return _tokens(request).issue(listing, filters, {"offset": offset + limit})
+
+
+def _sealer(request: Request) -> Sealer:
+    sealer: Sealer = request.app.state.sealer
+    return sealer
+
+
+def new_secret() -> str:
+    """A fresh Standard Webhooks signing secret."""
+    return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
 
 
 def _subscription(conn: Connection, subscription_id: UUID) -> SubscriptionRow:
@@ -213,9 +226,10 @@ async def create_subscription(request: Request, body: SubscriptionIn, _: Admin) 
     except EgressRefused as exc:
         raise invalid_parameter("body.url", str(exc)) from None
     now = _now(request)
-    secret = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+    secret = new_secret()
     row: dict[str, Any] = {
-        "id": uuid.uuid4(), "url": body.url, "secret": secret, "description": body.description,
+        "id": uuid.uuid4(), "url": body.url, "secret": _sealer(request).seal(secret), "previous_secret": None,
+        "previous_secret_until": None, "description": body.description,
         "rules": sorted(set(body.rules)), "severities": sorted(set(body.severities), key=SEVERITIES.index),
         "subjects": sorted(set(body.subjects)), "status": "active", "disabled_reason": None,
         "disabled_at": None, "consecutive_failures": 0, "created_at": now,
@@ -280,7 +294,8 @@ async def send_test_ping(request: Request, subscription_id: UUID, _: Admin) -> P
                       kind="subscription-disabled")
     delivery_id = uuid.uuid4()
     payload = webhook_body("ping", now, {"subscription_id": str(sub.id), "message": "accordwatch test ping"})
-    claimed = outbox.Claimed(delivery_id, sub.id, sub.url, sub.secret, payload, 0, now)
+    claimed = outbox.Claimed(delivery_id, sub.id, sub.url, sub.secret, payload, 0, now,
+                             previous_secret=sub.previous_secret, previous_secret_until=sub.previous_secret_until)
 
     def write() -> None:
         with engine.begin() as conn:
@@ -297,6 +312,26 @@ async def send_test_ping(request: Request, subscription_id: UUID, _: Admin) -> P
     booked = await asyncio.to_thread(outbox.record, engine, [result], once)
     return PingOut(delivery_id=delivery_id, webhook_id=message_id(delivery_id), outcome=booked[0].outcome,
                    status_code=result.status_code, error=result.error, duration_ms=round(result.duration_ms, 1))
+
+
+@router.post("/v1/subscriptions/{subscription_id}/secret",
+             summary="Rotate the signing secret; the new one is shown once",
+             response_model=SecretRotatedOut, responses=ONE)
+def rotate_secret(request: Request, subscription_id: UUID, _: Admin,
+                  body: Annotated[SecretRotationIn | None, Body()] = None) -> SecretRotatedOut:
+    """A new secret signs from now on; the one it replaces signs too until the grace period ends."""
+    settings: AlertsSettings = request.app.state.settings
+    grace = timedelta(seconds=body.grace_period_s if body and body.grace_period_s is not None
+                      else settings.secret_grace_s)
+    now = _now(request)
+    secret = new_secret()
+    sealer = _sealer(request)
+    with _writer(request).begin() as conn:
+        sub = _subscription(conn, subscription_id)
+        conn.execute(update(Subscription).where(Subscription.id == subscription_id).values(
+            secret=sealer.seal(secret), previous_secret=sealer.reseal(sub.secret) if grace else None,
+            previous_secret_until=now + grace if grace else None))
+    return SecretRotatedOut(id=subscription_id, secret=secret, previous_valid_until=now + grace if grace else None)
 
 
 @router.get("/v1/subscriptions/{subscription_id}/deliveries", summary="The delivery log, newest first",
@@ -381,7 +416,8 @@ def create_app(
     writes = writer or (db if not owned else make_engine(settings.database_url, writer=True))
     now = clock or (lambda: datetime.now(UTC))
     policy = egress or EgressPolicy(settings.allow_list)
-    sender = Sender(policy, settings.delivery_timeout_s, now, max_response_bytes=settings.max_response_bytes)
+    sealer = Sealer.from_settings(settings)
+    sender = Sender(policy, sealer, settings.delivery_timeout_s, now, max_response_bytes=settings.max_response_bytes)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -403,6 +439,7 @@ def create_app(
     app.state.clock = now
     app.state.egress = policy
     app.state.sender = sender
+    app.state.sealer = sealer
     app.state.keyring = Keyring.from_settings(settings)
     app.state.page_tokens = PageTokens(
         settings.page_token_key.get_secret_value().encode() if settings.page_token_key else None
@@ -420,7 +457,7 @@ def create_app_from_env() -> FastAPI:
     settings = AlertsSettings()
     rules = load_rules(settings.rules_file)
     engine = make_engine(settings.database_url)
-    upgrade(engine)
+    upgrade(engine, Sealer.from_settings(settings))
     return create_app(settings, rules, engine=engine, writer=make_engine(settings.database_url, writer=True))
 
 
@@ -433,7 +470,8 @@ def main() -> None:
     settings = AlertsSettings()
     try:
         load_rules(settings.rules_file)  # fail fast, naming the line
-    except RulesFileError as exc:
+        Sealer.from_settings(settings)
+    except (RulesFileError, SealingKeyMissing) as exc:
         raise SystemExit(f"accordwatch alerts: {exc}") from None
     uvicorn.run("services.alerts.api:create_app_from_env", factory=True, host=settings.api_host,
                 port=settings.api_port, **uvicorn_options(settings.log_level))

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from functools import lru_cache
@@ -25,6 +25,7 @@ from yarl import URL
 
 from services.alerts import outbox
 from services.alerts.egress import EgressPolicy, EgressRefused, connect_url
+from services.alerts.sealing import Sealer, SecretUnreadable, signing_secrets
 
 log = logging.getLogger(__name__)
 
@@ -37,13 +38,13 @@ def message_id(delivery_id: UUID) -> str:
     return f"msg_{delivery_id.hex}"
 
 
-def signed_headers(secret: str, msg_id: str, payload: str, at: datetime) -> dict[str, str]:
-    """Standard Webhooks headers for one attempt."""
-    signature = _signer(secret).sign(msg_id, at.astimezone(UTC), payload)
+def signed_headers(secrets: Sequence[str], msg_id: str, payload: str, at: datetime) -> dict[str, str]:
+    """Standard Webhooks headers for one attempt: one signature per secret, space-separated."""
+    signatures = " ".join(_signer(secret).sign(msg_id, at.astimezone(UTC), payload) for secret in secrets)
     return {
         "webhook-id": msg_id,
         "webhook-timestamp": str(int(at.timestamp())),
-        "webhook-signature": signature,
+        "webhook-signature": signatures,
         "content-type": "application/json",
         "user-agent": USER_AGENT,
     }
@@ -86,9 +87,10 @@ async def read_capped(response: aiohttp.ClientResponse, limit: int) -> int:
 class Sender:
     """Signs and sends single webhook requests, refusing forbidden destinations."""
 
-    def __init__(self, policy: EgressPolicy, timeout_s: float, clock: Clock, *, pool_size: int = 16,
+    def __init__(self, policy: EgressPolicy, sealer: Sealer, timeout_s: float, clock: Clock, *, pool_size: int = 16,
                  max_response_bytes: int = 65536) -> None:
         self.policy = policy
+        self.sealer = sealer
         self.timeout = aiohttp.ClientTimeout(total=timeout_s)
         self.clock = clock
         self.pool_size = pool_size
@@ -151,7 +153,9 @@ class Sender:
         retry_after: float | None = None
         try:
             url, extra = self._check(delivery.url)
-            headers = signed_headers(delivery.secret, message_id(delivery.id), delivery.payload, at)
+            secrets = signing_secrets(self.sealer, delivery.secret, delivery.previous_secret,
+                                      delivery.previous_secret_until, at)
+            headers = signed_headers(secrets, message_id(delivery.id), delivery.payload, at)
             if extra:
                 headers = {**headers, **extra}
             async with session.post(
@@ -171,4 +175,6 @@ class Sender:
             error = f"no answer within {self.timeout.total:g}s"
         except aiohttp.ClientError as exc:
             error = f"{type(exc).__name__}: {exc}"
+        except SecretUnreadable as exc:
+            error = f"cannot sign: {exc}"
         return outbox.Result(delivery, at, status, error, (time.perf_counter() - started) * 1000, retry_after)

@@ -46,13 +46,15 @@ class Claimed:
     id: UUID
     subscription_id: UUID
     url: str
-    secret: str
+    secret: str  # sealed
     payload: str
     attempts: int
     created_at: datetime
     lease: UUID | None = None
     """The token of the lease this delivery is held under (None: sent outside the leases, e.g. a test ping)."""
     lease_until: datetime | None = None
+    previous_secret: str | None = None  # sealed; signs too until previous_secret_until
+    previous_secret_until: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,15 +143,16 @@ def claim(engine: Engine, now: datetime, asks: Mapping[UUID, int], policy: Polic
         if not rows:
             return []
         targets = {
-            t.id: (t.url, t.secret)
-            for t in conn.execute(select(Subscription.id, Subscription.url, Subscription.secret).where(
+            t.id: t
+            for t in conn.execute(select(Subscription.id, Subscription.url, Subscription.secret,
+                                         Subscription.previous_secret, Subscription.previous_secret_until).where(
                 Subscription.id.in_(sorted({r.subscription_id for r in rows})), Subscription.status == "active"))
         }
     rows.sort(key=lambda r: (r.next_attempt_at, r.created_at, r.seq))
     return [
-        Claimed(r.id, r.subscription_id, *targets[r.subscription_id], r.payload, r.attempts, r.created_at,
-                token, until)
-        for r in rows if r.subscription_id in targets
+        Claimed(r.id, r.subscription_id, t.url, t.secret, r.payload, r.attempts, r.created_at, token, until,
+                t.previous_secret, t.previous_secret_until)
+        for r in rows if (t := targets.get(r.subscription_id)) is not None
     ]
 
 

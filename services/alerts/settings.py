@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, ClassVar
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import NoDecode
 
 from services.platform.settings import WorkerSettings
@@ -62,6 +62,19 @@ class AlertsSettings(WorkerSettings):
         default="", validation_alias=AliasChoices("ACCORDWATCH_WEBHOOK_ALLOW", "ACCORDWATCH_ALERTS_WEBHOOK_ALLOW"),
         description="Comma-separated host names and IP networks webhooks may reach although private.",
     )
+    webhook_secret_keys: SecretStr | None = Field(
+        default=None, validation_alias="ACCORDWATCH_WEBHOOK_SECRET_KEYS",
+        description="Fernet keys that seal webhook signing secrets at rest, comma-separated, newest first "
+        "(the first seals, every one opens).",
+    )
+    webhook_secret_keys_file: Path | None = Field(
+        default=None, validation_alias="ACCORDWATCH_WEBHOOK_SECRET_KEYS_FILE",
+        description="A file holding those keys (one per line or comma-separated), e.g. a compose secret.",
+    )
+    secret_grace_s: float = Field(
+        default=86400.0, ge=0, le=30 * 86400, validation_alias="ACCORDWATCH_WEBHOOK_SECRET_GRACE_S",
+        description="Default time after a secret rotation during which the old secret still signs too.",
+    )
     retry_schedule: Annotated[tuple[float, ...], NoDecode] = Field(
         default=SVIX_SCHEDULE, validation_alias="ACCORDWATCH_WEBHOOK_RETRY_SCHEDULE",
         description="Seconds before each delivery attempt, comma-separated (the first is the first attempt).",
@@ -100,6 +113,13 @@ class AlertsSettings(WorkerSettings):
                 raise ValueError("the retry schedule needs at least one attempt")
             return tuple(float(item) for item in items)
         return raw
+
+    def sealing_keys(self) -> list[str]:
+        """The configured sealing keys, newest first."""
+        raw = self.webhook_secret_keys.get_secret_value() if self.webhook_secret_keys else ""
+        if self.webhook_secret_keys_file is not None:
+            raw += "," + self.webhook_secret_keys_file.read_text()
+        return [key.strip() for key in raw.replace("\n", ",").split(",") if key.strip()]
 
     @property
     def database_url(self) -> str:

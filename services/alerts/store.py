@@ -78,6 +78,8 @@ class SubscriptionRow:
     id: UUID
     url: str
     secret: str
+    previous_secret: str | None
+    previous_secret_until: datetime | None
     description: str | None
     rules: list[str]
     severities: list[str]
@@ -342,7 +344,8 @@ class AlertStore:
             if handoff is not None and leased:
                 handoff.room[sub.id] -= 1
                 outcome.handed.append(Claimed(delivery_id, sub.id, sub.url, sub.secret, payload, 0, now,
-                                              handoff.token, handoff.lease_until))
+                                              handoff.token, handoff.lease_until, sub.previous_secret,
+                                              sub.previous_secret_until))
             else:
                 outcome.spilled.add(sub.id)
             outcome.rows.append({

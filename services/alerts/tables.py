@@ -149,7 +149,9 @@ class Subscription(Base):
 
     id: Mapped[UUID] = mapped_column(Uuid, primary_key=True)
     url: Mapped[str] = mapped_column(Text)
-    secret: Mapped[str] = mapped_column(String(200))
+    secret: Mapped[str] = mapped_column(Text)  # sealed (Fernet), never the secret itself
+    previous_secret: Mapped[str | None] = mapped_column(Text)  # sealed; signs too until previous_secret_until
+    previous_secret_until: Mapped[datetime | None]
     description: Mapped[str | None] = mapped_column(Text)
     rules: Mapped[list[Any]]
     severities: Mapped[list[Any]]

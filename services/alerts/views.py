@@ -40,6 +40,25 @@ class Out(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class SecretRotationIn(BaseModel):
+    """How long the secret being replaced keeps signing too (default: ACCORDWATCH_WEBHOOK_SECRET_GRACE_S)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    grace_period_s: int | None = Field(default=None, ge=0, le=30 * 86400,
+                                       description="Seconds; 0 stops the old secret at once.")
+
+
+class SecretRotatedOut(BaseModel):
+    """The new signing secret, shown this once."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: UUID
+    secret: str = Field(description="The new signing secret (whsec_...): keep it, it is not shown again.")
+    previous_valid_until: datetime | None = Field(description="Until when the old secret signs too.")
+
+
 class RuleOut(Out):
     """One rule in force."""
 

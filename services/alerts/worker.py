@@ -29,6 +29,7 @@ from services.alerts.dispatcher import Dispatcher
 from services.alerts.egress import EgressPolicy
 from services.alerts.migrate import upgrade
 from services.alerts.rules import RuleSet, RulesFileError, load_rules
+from services.alerts.sealing import Sealer, SealingKeyMissing
 from services.alerts.settings import AlertsSettings
 from services.alerts.statements import StoreThread
 from services.alerts.store import AlertStore, Handoff, Outcome
@@ -85,7 +86,8 @@ class AlertsWorker:
         self.settings = settings
         self.clock = clock
         self.engine = make_engine(settings.database_url, writer=True, busy_timeout_s=settings.sqlite_busy_timeout_s)
-        upgrade(self.engine)
+        sealer = Sealer.from_settings(settings)
+        upgrade(self.engine, sealer)
         statements.count(self.engine)
         self.store = AlertStore(
             self.engine, rules,
@@ -93,7 +95,7 @@ class AlertsWorker:
             late_after=timedelta(seconds=settings.late_after_s),
         )
         self.db = StoreThread()
-        self.sender = Sender(EgressPolicy(settings.allow_list), settings.delivery_timeout_s, clock,
+        self.sender = Sender(EgressPolicy(settings.allow_list), sealer, settings.delivery_timeout_s, clock,
                              pool_size=settings.endpoint_concurrency,
                              max_response_bytes=settings.max_response_bytes)
         self.dispatcher = Dispatcher(
@@ -177,7 +179,10 @@ def main() -> None:
     except RulesFileError as exc:  # a bad file stops the service, naming the line
         raise SystemExit(f"accordwatch alerts: {exc}") from None
     mode.loop.use("uvloop")
-    worker = AlertsWorker(settings, rules)
+    try:
+        worker = AlertsWorker(settings, rules)
+    except SealingKeyMissing as exc:
+        raise SystemExit(f"accordwatch alerts: {exc}") from None
     faust.Worker(worker.app, loglevel=settings.log_level.replace("warning", "warn")).execute_from_commandline()
 
 

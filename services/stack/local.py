@@ -66,6 +66,7 @@ class LocalStack:
     ports: Ports
     dev_key: str
     database_url: str | None = None
+    sealing_keys: str = field(default_factory=lambda: _new_sealing_key())
     partitions: int = 6
     brokers: int = 1
     extra_env: dict[str, str] = field(default_factory=dict)
@@ -109,6 +110,7 @@ class LocalStack:
         return {
             "ACCORDWATCH_KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
             "ACCORDWATCH_DEV_KEY": self.dev_key,
+            "ACCORDWATCH_WEBHOOK_SECRET_KEYS": self.sealing_keys,
             "ACCORDWATCH_DATABASE_URL": self.db_url,
             "ACCORDWATCH_ALERTS_DATABASE_URL": self.alerts_db_url,
             "ACCORDWATCH_WEBHOOK_ALLOW": "127.0.0.1",
@@ -165,15 +167,20 @@ class LocalStack:
     def migrate(self) -> None:
         """`alembic upgrade head` for the read model and the alert store."""
         from services.alerts.migrate import upgrade as upgrade_alerts
+        from services.alerts.sealing import Sealer
         from services.platform.db import make_engine
         from services.projector.readmodel.migrate import upgrade as upgrade_read_model
 
-        for url, upgrade in ((self.db_url, upgrade_read_model), (self.alerts_db_url, upgrade_alerts)):
-            engine = make_engine(url)
-            try:
-                upgrade(engine)
-            finally:
-                engine.dispose()
+        engine = make_engine(self.db_url)
+        try:
+            upgrade_read_model(engine)
+        finally:
+            engine.dispose()
+        engine = make_engine(self.alerts_db_url)
+        try:
+            upgrade_alerts(engine, Sealer(self.sealing_keys.split(",")))
+        finally:
+            engine.dispose()
 
     def restart(self, name: str) -> ServiceProcess:
         old = self.services.get(name)
@@ -196,3 +203,9 @@ class LocalStack:
     def processes(self) -> Iterator[tuple[str, int | None]]:
         for name, proc in self.services.items():
             yield name, proc.pid
+
+
+def _new_sealing_key() -> str:
+    from services.alerts.sealing import new_sealing_key
+
+    return new_sealing_key()
