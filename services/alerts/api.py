@@ -316,7 +316,7 @@ async def send_test_ping(request: Request, subscription_id: UUID, _: Admin) -> P
 
 @router.post("/v1/subscriptions/{subscription_id}/secret",
              summary="Rotate the signing secret; the new one is shown once",
-             response_model=SecretRotatedOut, responses=ONE)
+             response_model=SecretRotatedOut, responses=problem_responses(400, 401, 403, 404, 413, 422))
 def rotate_secret(request: Request, subscription_id: UUID, _: Admin,
                   body: Annotated[SecretRotationIn | None, Body()] = None) -> SecretRotatedOut:
     """A new secret signs from now on; the one it replaces signs too until the grace period ends."""

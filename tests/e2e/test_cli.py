@@ -116,7 +116,7 @@ def test_subscribe_prints_the_secret_once_and_pings(full_stack: RunningStack) ->
 def test_errors_have_clear_messages_and_exit_codes(full_stack: RunningStack, tmp_path: Path) -> None:
     refused = cli(full_stack, "subscribe", "http://10.0.0.1/hook")
     assert refused.returncode == 1
-    assert "private" in refused.stderr
+    assert "not a public address" in refused.stderr
     bad = tmp_path / "bad.ndjson"
     bad.write_text('{"type": "AgreementSigned", "subject": "x", "occurred_at": "2019-01-01"}\n')
     invalid = cli(full_stack, "post", str(bad))

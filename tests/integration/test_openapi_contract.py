@@ -50,7 +50,8 @@ def test_every_operation_documents_its_bodies_and_its_problems(name: str, tmp_pa
                 if media == "application/json":
                     assert body["schema"] != {}, f"{where}: {status} is documented as any JSON"
         takes_input = bool(op.get("parameters") or op.get("requestBody"))
-        for status in ("401", "403", "500", *(("422",) if takes_input else ())):
+        takes_body = ("400", "413") if op.get("requestBody") else ()
+        for status in ("401", "403", "500", *(("422",) if takes_input else ()), *takes_body):
             assert status in responses, f"{where}: {status} is not documented"
         page = "text/html" in responses[successes[0]].get("content", {})
         for status, response in responses.items():
