@@ -127,6 +127,19 @@ def latencies(acked: dict[str, float], seen: Seen, paths: set[str]) -> dict[str,
             **latency_ms(samples)}
 
 
+def timeline(acked: dict[str, float], seen: Seen, paths: set[str]) -> list[dict[str, float]]:
+    """Per second of the phase (by the 202's time): webhooks, p50 and max latency (ms): a ramp, a plateau or spikes."""
+    if not acked:
+        return []
+    start = min(acked.values())
+    by_second: dict[int, list[float]] = {}
+    for path, subject, _, at in seen:
+        if path in paths and subject in acked:
+            by_second.setdefault(int(acked[subject] - start), []).append(at - acked[subject])
+    return [{"s": s, "n": len(v), "p50": round(percentile(v, 50) * 1000, 1), "max": round(max(v) * 1000, 1)}
+            for s, v in sorted(by_second.items())]
+
+
 class Receivers:
     """The receiver process and its pipe."""
 
@@ -167,9 +180,11 @@ class Receivers:
 class Watch:
     """CPU seconds per process and the worker's peak RSS over one phase."""
 
-    def __init__(self, pids: dict[str, int], worker_pid: int) -> None:
+    def __init__(self, pids: dict[str, int], worker_pid: int, metrics_url: str | None = None) -> None:
         self.pids = pids
         self.worker_pid = worker_pid
+        self.metrics_url = metrics_url
+        self.gauges: list[dict[str, float]] = []
         self.started = time.monotonic()
         self.cpu0 = {name: cpu_seconds(pid) for name, pid in pids.items()}
         self.rss_max = 0.0
@@ -178,9 +193,15 @@ class Watch:
         self._thread.start()
 
     def _sample(self) -> None:
+        ticks = 0
         while not self._stop.is_set():
             with contextlib.suppress(OSError):
                 self.rss_max = max(self.rss_max, proc_memory_mb(self.worker_pid).get("VmRSS", 0.0))
+            if self.metrics_url is not None and ticks % 4 == 0:
+                with contextlib.suppress(httpx.HTTPError):
+                    self.gauges.append(dispatch_gauges(self.metrics_url) | {
+                        "s": round(time.monotonic() - self.started, 1)})
+            ticks += 1
             self._stop.wait(0.25)
 
     def done(self) -> dict[str, Any]:
@@ -196,7 +217,7 @@ class Watch:
             "bench_and_receivers_cpu_share": round(bench / total, 3) if total else None,
             "worker_cpu_share_of_a_core": round(cpu.get("alerts-worker", 0.0) / wall, 3) if wall else None,
             "worker_rss_max_mb": self.rss_max,
-        }
+        } | ({"dispatch_gauges": self.gauges} if self.metrics_url is not None else {})
 
 
 def cpu_seconds(pid: int) -> float:
@@ -220,6 +241,20 @@ def scrape(url: str) -> dict[str, float]:
     return out
 
 
+def dispatch_gauges(url: str) -> dict[str, float]:
+    """The worker's dispatch gauges now (refreshed by the worker every 2 s): memory, spilled lanes, lag, outbox."""
+    text = httpx.get(f"{url}/metrics", timeout=10).text
+    out = {"in_memory": 0.0, "spilled": 0.0, "lag": 0.0, "outbox": 0.0}
+    names = {"accordwatch_alerts_webhooks_in_memory": "in_memory",
+             "accordwatch_alerts_subscriptions_spilled": "spilled",
+             "accordwatch_alerts_consumer_lag_records": "lag", "accordwatch_alerts_outbox_depth": "outbox"}
+    for line in text.splitlines():
+        name = line.split("{", 1)[0].split(" ", 1)[0]
+        if name in names and " " in line:
+            out[names[name]] += float(line.rsplit(" ", 1)[1])
+    return out
+
+
 def per_delivery(before: dict[str, float], after: dict[str, float]) -> dict[str, Any]:
     """Statements and transactions per webhook attempt, by role."""
     delta = {k: after.get(k, 0.0) - before.get(k, 0.0) for k in after}
@@ -235,13 +270,16 @@ def per_delivery(before: dict[str, float], after: dict[str, float]) -> dict[str,
     return out
 
 
+PY_SPY_EXTRA: list[str] = []
+
+
 def py_spy(pid: int, seconds: float, out: Path) -> subprocess.Popen[bytes] | None:
     exe = shutil.which("py-spy") or str(Path(__file__).resolve().parents[1] / ".venv" / "bin" / "py-spy")
     if not Path(exe).exists():
         return None
     out.parent.mkdir(parents=True, exist_ok=True)
     return subprocess.Popen([exe, "record", "--pid", str(pid), "--duration", str(int(seconds)), "--rate", "200",
-                             "--format", "raw", "--output", str(out), "--nonblocking"],
+                             "--format", "raw", "--output", str(out), "--nonblocking", *PY_SPY_EXTRA],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
@@ -288,18 +326,19 @@ def run_store(store: str, args: argparse.Namespace, out: dict[str, Any]) -> None
         everyone = set(paths)
 
         # (0) the baseline, same receivers, same rate and fan-out.
-        watch = Watch(pids, worker.pid)
-        url_for = {path: f"http://127.0.0.1:{rx_port}{path}" for path in paths}
-        sent = uvloop.run(direct_stream(url_for, secrets, args.rate, args.seconds))
-        seen = receivers.wait_for(len(sent) * len(paths), 60)
-        out["baseline_direct_post"] = latencies(sent, seen, everyone) | {"resources": watch.done()}
+        if not args.no_baseline:
+            watch = Watch(pids, worker.pid)
+            url_for = {path: f"http://127.0.0.1:{rx_port}{path}" for path in paths}
+            sent = uvloop.run(direct_stream(url_for, secrets, args.rate, args.seconds))
+            seen = receivers.wait_for(len(sent) * len(paths), 60)
+            out["baseline_direct_post"] = latencies(sent, seen, everyone) | {"resources": watch.done()}
 
         # A warm-up alert, so that the first measured one pays no connection set-up.
         uvloop.run(post_stream(ingest, key, 5, 1, "warm"))
         receivers.wait_for(5 * len(paths), 60)
 
         # (a) steady.
-        watch = Watch(pids, worker.pid)
+        watch = Watch(pids, worker.pid, metrics_url)
         before = scrape(metrics_url)
         spy = py_spy(worker.pid, args.seconds, args.py_spy / f"{store}-steady.txt") if args.py_spy else None
         acked = uvloop.run(post_stream(ingest, key, args.rate, args.seconds, "calm"))
@@ -310,11 +349,12 @@ def run_store(store: str, args: argparse.Namespace, out: dict[str, Any]) -> None
             spy.wait()
         healthy = set(paths[:-2])
         out["steady"]["healthy_subset"] = latencies(acked, seen, healthy)
+        out["steady"]["timeline"] = timeline(acked, seen, everyone)
 
         # (b) one subscriber hangs, another fails.
         hang, fail = paths[-2], paths[-1]
         receivers.call("modes", {hang: "hang", fail: "fail"})
-        watch = Watch(pids, worker.pid)
+        watch = Watch(pids, worker.pid, metrics_url)
         before = scrape(metrics_url)
         spy = py_spy(worker.pid, args.seconds, args.py_spy / f"{store}-isolation.txt") if args.py_spy else None
         acked = uvloop.run(post_stream(ingest, key, args.rate, args.seconds, "hang"))
@@ -325,7 +365,8 @@ def run_store(store: str, args: argparse.Namespace, out: dict[str, Any]) -> None
             "hanging": hang, "failing": fail,
             "healthy_share_delivered": round(got["webhooks"] / got["expected"], 4) if got["expected"] else None,
             "healthy_p99_moved_by": round(got["p99"] / calm - 1, 3) if calm else None,
-            "db": per_delivery(before, scrape(metrics_url)), "resources": watch.done()}
+            "db": per_delivery(before, scrape(metrics_url)), "resources": watch.done(),
+            "timeline": timeline(acked, seen, healthy)}
         if spy is not None:
             spy.wait()
         for path in (hang, fail):  # their backlogs would only add noise to the catch-up
@@ -341,7 +382,7 @@ def run_store(store: str, args: argparse.Namespace, out: dict[str, Any]) -> None
         up_at = float(int(time.time() + args.catchup_hold) + 1)
         receivers.call("retry_after", up_at)
         receivers.call("modes", dict.fromkeys(paths, "maintenance"))
-        watch = Watch(pids, worker.pid)
+        watch = Watch(pids, worker.pid, metrics_url)
         before = scrape(metrics_url)
         uvloop.run(post_batches(ingest, key, n, "catchup"))
         queued = n * len(paths)
@@ -397,7 +438,7 @@ def goals(results: dict[str, Any]) -> dict[str, Any]:
     """Each goal of issue 15, met or not, per store."""
     out: dict[str, Any] = {}
     for store, r in results["stores"].items():
-        if "catchup" not in r:
+        if "catchup" not in r or "baseline_direct_post" not in r:
             continue
         base = r["baseline_direct_post"]["p99"]
         steady, iso, catch = r["steady"], r["isolation"], r["catchup"]
@@ -426,9 +467,12 @@ def main() -> None:
     parser.add_argument("--catchup-hold", type=float, default=60.0,
                         help="seconds from the start of the catch-up phase to the moment every delivery falls due")
     parser.add_argument("--py-spy", type=Path, default=None, help="record py-spy raw profiles of the worker here")
+    parser.add_argument("--py-spy-args", default="", help="more py-spy record options, e.g. '--idle' or '--gil'")
+    parser.add_argument("--no-baseline", action="store_true", help="skip the direct baseline (quick profiling runs)")
     parser.add_argument("--keep-home", action="store_true", help="keep the stack's folder (logs) afterwards")
     parser.add_argument("--label", default="", help="a word for the results file (e.g. before, after)")
     args = parser.parse_args()
+    PY_SPY_EXTRA.extend(args.py_spy_args.split())
     results: dict[str, Any] = {
         "rate": args.rate, "seconds": args.seconds, "subscribers": args.subscribers,
         "catchup_alerts": args.catchup_alerts, "label": args.label,

@@ -4,7 +4,8 @@
   transaction writes the deliveries that fit leased to this dispatcher (token, lease) and
   the worker queues them here once it commits: no claim, no extra round trip.
 - Claims (one statement) fetch what is not in memory: spilled backlogs, retries that fell
-  due, deliveries whose lease lapsed; never more per subscriber than its free lanes.
+  due, deliveries whose lease lapsed; never more per subscriber than the room in its window
+  (lanes + buffer), asked for before a lane with a backlog runs dry.
 - Lanes: each subscriber has `concurrency` requests in flight at most, its own HTTP
   connection pool of that size, and a bounded buffer; a hanging endpoint fills only those.
 - Bookings: results are booked as soon as they arrive, all that arrived while the previous
@@ -108,7 +109,7 @@ class Dispatcher:
     def held(self) -> tuple[int, int]:
         """(deliveries leased to this dispatcher, subscriptions whose backlog waits in the outbox)."""
         lanes = self.lanes.values()
-        return (sum(len(lane.ready) + lane.in_flight + lane.unbooked for lane in lanes),
+        return (sum(lane.held() for lane in lanes),
                 sum(1 for lane in lanes if lane.spilled))
 
     def wake(self) -> None:
@@ -148,7 +149,7 @@ class Dispatcher:
         # arrive while a booking runs are booked together in the next one (bulk under load).
         self._book_wake.set()
         self._pump(lane)
-        if lane.spilled and lane.free() > 0:
+        if lane.spilled and lane.hungry():
             self._claim_wake.set()
 
     # -- loops ------------------------------------------------------------------------------
@@ -191,15 +192,21 @@ class Dispatcher:
             self._claim_wake.clear()
             now = self.clock()
             sweep = time.monotonic() - swept >= self.idle_poll_s
+            # A round is due when a lane needs one: its backlog is about to run dry in memory, a
+            # retry fell due, or the sweep (lapsed leases, rows written by others). Every other
+            # lane with a backlog has its window topped up in the same statement.
+            needed = any(lane.free() and (sweep or (lane.spilled and lane.hungry())
+                                          or (lane.next_due is not None and lane.next_due <= now))
+                         for lane in self.lanes.values())
+            if sweep:
+                swept = time.monotonic()
+            if not needed:
+                continue
             asks: dict[UUID, int] = {}
             for sid, lane in self.lanes.items():
                 free = lane.free()
                 if free and (sweep or lane.spilled or (lane.next_due is not None and lane.next_due <= now)):
                     asks[sid] = free
-            if sweep:
-                swept = time.monotonic()
-            if not asks:
-                continue
             spills = {sid: self.lanes[sid].spills for sid in asks}
             for sid in asks:
                 self.lanes[sid].next_due = None
@@ -222,7 +229,7 @@ class Dispatcher:
                 if len(mine) < n:
                     lane.drained(spills[sid])
                 else:
-                    lane.retry_at(now)  # as many as asked: more may be due behind them
+                    lane.spill()  # as many as asked: more may be due behind them, claimed as the lane sends
                 self._pump(lane)
 
     async def _book_forever(self) -> None:

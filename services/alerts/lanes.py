@@ -1,13 +1,19 @@
 """Per-subscriber lanes: what each subscriber has in memory, in flight, and may take on (no I/O).
 
-A lane has at most `concurrency` requests in flight and at most `concurrency + buffer`
+A lane has at most `concurrency` requests in flight and a window of `concurrency + buffer`
 deliveries leased to it (queued, in flight, or sent and not yet booked). Fresh
 deliveries are handed to it by the alert transaction that wrote them (leased to this
-dispatcher in that same transaction) while it has room and nothing older waits in the
-database; otherwise they stay in the database ("spilled") and come back through a
-claim, which never asks for more than the lane's free lanes. So a subscriber that
-hangs fills only its own lanes and buffer, and its backlog costs other subscribers
-nothing: not memory, not claim rows, not connections.
+dispatcher in that same transaction) while its window has room and nothing older waits
+in the database; otherwise they stay in the database ("spilled") and come back through
+claims, which never ask for more than the room left in the lane's window. So a
+subscriber that hangs fills only its own lanes and window, and its backlog costs other
+subscribers nothing: not memory, not claim rows, not connections.
+
+A healthy lane that spilled (a burst larger than its window, a slow moment of the
+worker) is fed by claims at the speed it sends: a claim refills its whole window and the
+next one is asked for as soon as fewer than a lane-full wait in memory, before the lane
+runs dry. (Claims that only refilled free lanes, once every result was booked, made a
+spilled lane crawl: one burst cost every subscriber seconds.)
 
 Dispatch order per lane is first in, first out: hand-offs in write order, claims in due
 time, creation, write order; once a lane has spilled, new deliveries spill behind the
@@ -42,22 +48,30 @@ class Lane:
     next_due: datetime | None = None
     active: bool = True
 
+    def held(self) -> int:
+        """Deliveries leased to this lane: queued, in flight, or sent and not yet booked."""
+        return len(self.ready) + self.in_flight + self.unbooked
+
     def free(self) -> int:
-        """How many more deliveries a claim may lease for this lane: its free lanes, never more.
+        """How many more deliveries a claim may lease for this lane: the room left in its window, never more.
 
         A hand-off in progress (`reserved`) does not hold claims back: memory stays bounded by
-        lanes + buffer + one claim's worth, and due retries are not starved by busy batches.
+        one window plus one hand-off's worth, and due retries are not starved by busy batches.
+        A lane that hangs has its window full (lanes in flight, buffer queued) and asks nothing.
         """
         if not self.active:
             return 0
-        return max(0, self.concurrency - self.in_flight - self.unbooked - len(self.ready))
+        return max(0, self.concurrency + self.buffer - self.held())
+
+    def hungry(self) -> bool:
+        """Fewer than a lane-full wait in memory and the window has room: time to claim the next part of a backlog."""
+        return len(self.ready) < self.concurrency and self.free() > 0
 
     def room(self) -> int:
         """How many fresh deliveries the alert transaction may hand over (0 while a backlog waits in the database)."""
         if not self.active or self.spilled:
             return 0
-        return max(0, self.concurrency + self.buffer - self.in_flight - self.unbooked - len(self.ready)
-                   - self.reserved)
+        return max(0, self.concurrency + self.buffer - self.held() - self.reserved)
 
     def offer(self, deliveries: Iterable[Claimed]) -> int:
         """Queue leased deliveries (once each); returns how many were new."""

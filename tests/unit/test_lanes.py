@@ -1,4 +1,4 @@
-"""Per-subscriber lanes: bounded memory, claims never beyond free lanes, first in first out, spill and drain."""
+"""Per-subscriber lanes: bounded memory, claims never beyond the window, first in first out, spill and drain."""
 
 from __future__ import annotations
 
@@ -26,14 +26,36 @@ def test_a_lane_holds_at_most_its_lanes_in_flight_and_its_buffer_in_memory() -> 
     assert (lane.in_flight, len(lane.ready), lane.room(), lane.free()) == (2, 3, 0, 0)
 
 
-def test_claims_ask_only_for_free_lanes_however_much_is_buffered() -> None:
-    lane = Lane(uuid.uuid4(), concurrency=4, buffer=100)
-    lane.offer([delivery(lane.subscription_id)])
-    assert lane.free() == 3
-    list(lane.take(NOW, MARGIN))
-    assert lane.free() == 3
+def test_claims_ask_for_the_room_left_in_the_window_and_a_full_window_asks_nothing() -> None:
+    lane = Lane(uuid.uuid4(), concurrency=4, buffer=6)
+    lane.offer([delivery(lane.subscription_id) for _ in range(3)])
+    started = list(lane.take(NOW, MARGIN))
+    assert lane.free() == 7  # 10 in the window, 3 in flight
+    lane.finished(started[0].id)
+    assert lane.free() == 7  # sent, not yet booked: still leased to the lane
+    lane.booked()
+    assert lane.free() == 8
     lane.reserved = 50  # a hand-off in progress does not hold claims back
-    assert lane.free() == 3
+    assert lane.free() == 8
+    hanging = Lane(uuid.uuid4(), concurrency=2, buffer=3)
+    hanging.offer([delivery(hanging.subscription_id) for _ in range(5)])
+    assert len(list(hanging.take(NOW, MARGIN))) == 2
+    assert (hanging.free(), hanging.hungry()) == (0, False)
+
+
+def test_a_lane_with_a_backlog_asks_for_more_before_it_runs_dry() -> None:
+    lane = Lane(uuid.uuid4(), concurrency=2, buffer=6)
+    lane.spill()
+    lane.offer([delivery(lane.subscription_id) for _ in range(8)])
+    queued = []
+    while lane.ready:
+        started = list(lane.take(NOW, MARGIN))
+        queued.append((len(lane.ready), lane.hungry()))
+        for item in started:
+            lane.finished(item.id)
+            lane.booked()
+    assert queued == [(6, False), (4, False), (2, False), (0, True)]
+    assert lane.free() == 8
 
 
 def test_deliveries_start_first_in_first_out_and_a_known_id_is_queued_once() -> None:
