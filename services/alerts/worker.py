@@ -8,8 +8,8 @@ One faust app (consumer group `accordwatch-alerts`) with:
 - a timer acting on due reminders, deadlines and expiries (`AlertStore.tick`);
 - a long-running task delivering the outbox (`Dispatcher`): each batch hands the deliveries
   it wrote (leased to it in the same transaction) straight to per-subscriber lanes;
-- one thread for every alert-store call, so the worker's transactions never wait on each
-  other's write lock;
+- one thread for every alert-store call on SQLite, so the worker's transactions never wait
+  on each other's write lock (on PostgreSQL the dispatcher's claims and bookings have their own);
 - faust's web server serving /metrics (faust's Prometheus sensor plus ours).
 """
 
@@ -95,12 +95,17 @@ class AlertsWorker:
             late_after=timedelta(seconds=settings.late_after_s),
         )
         self.db = StoreThread()
+        # PostgreSQL takes writers side by side: the dispatcher's claims and bookings run on a
+        # thread of their own, so a subscriber's results and retries never queue behind the
+        # alert transactions, nor those behind them. SQLite has one writer: one thread for all.
+        self.dispatch_db = self.db if self.engine.dialect.name == "sqlite" else StoreThread()
         self.sender = Sender(EgressPolicy(settings.allow_list), sealer, settings.delivery_timeout_s, clock,
                              pool_size=settings.endpoint_concurrency,
                              max_response_bytes=settings.max_response_bytes)
         self.dispatcher = Dispatcher(
             self.engine, self.sender, delivery_policy(settings),
-            concurrency=settings.endpoint_concurrency, buffer=settings.endpoint_buffer, clock=clock, db=self.db,
+            concurrency=settings.endpoint_concurrency, buffer=settings.endpoint_buffer, clock=clock,
+            db=self.dispatch_db,
         )
         self.sink = AlertsSink(self.store, clock)
         self.app = worker_app(settings, stream_buffer=max(4 * settings.batch_max, 4096))
