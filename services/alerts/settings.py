@@ -99,6 +99,11 @@ class AlertsSettings(WorkerSettings):
         default=5, ge=1, validation_alias="ACCORDWATCH_WEBHOOK_DISABLE_AFTER",
         description="Consecutive deliveries that exhausted their retries before a subscription is disabled.",
     )
+    sqlite_cache_mb: int = Field(
+        default=16, ge=2, validation_alias="ACCORDWATCH_ALERTS_SQLITE_CACHE_MB",
+        description="Page cache of the alerts worker's SQLite connection (the outbox's indexes are written at "
+                    "random: with SQLite's 2 MB default every booking re-read its pages as the tables grew).",
+    )
     max_retry_after_s: float = Field(
         default=36000.0, ge=0, validation_alias="ACCORDWATCH_WEBHOOK_MAX_RETRY_AFTER_S",
         description="Cap on a receiver's Retry-After.",

@@ -22,6 +22,7 @@ from typing import Any, TypeVar, cast
 
 import faust
 import mode.loop
+from sqlalchemy import Engine, event
 
 from services.alerts import metrics, outbox, statements
 from services.alerts.delivery import Sender
@@ -79,6 +80,14 @@ CONSUMER_METRICS = ConsumerMetrics(
 )
 
 
+def sqlite_cache(engine: Engine, mb: int) -> None:
+    """Give each of `engine`'s SQLite connections a page cache of `mb` MiB."""
+
+    @event.listens_for(engine, "connect")
+    def on_connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.execute(f"PRAGMA cache_size=-{int(mb) * 1024}")
+
+
 class AlertsWorker:
     """Holds the store, the dispatcher and the faust app."""
 
@@ -86,6 +95,8 @@ class AlertsWorker:
         self.settings = settings
         self.clock = clock
         self.engine = make_engine(settings.database_url, writer=True, busy_timeout_s=settings.sqlite_busy_timeout_s)
+        if self.engine.dialect.name == "sqlite":
+            sqlite_cache(self.engine, settings.sqlite_cache_mb)
         sealer = Sealer.from_settings(settings)
         upgrade(self.engine, sealer)
         statements.count(self.engine)

@@ -30,6 +30,7 @@ from services.alerts.dispatcher import Dispatcher
 from services.alerts.egress import EgressPolicy
 from services.alerts.migrate import upgrade
 from services.alerts.rules import load_rules
+from services.alerts.sealing import Sealer, new_sealing_key
 from services.alerts.settings import DEFAULT_RULES
 from services.alerts.statements import StoreThread
 from services.alerts.store import AlertStore, Consumed
@@ -78,11 +79,15 @@ def receiver() -> Iterator[Receiver]:
         server.stop()
 
 
+SEALER = Sealer([new_sealing_key()])
+
+
 def subscribe(engine: Engine, receiver: Receiver, path: str) -> uuid.UUID:
     sub_id, secret = uuid.uuid4(), "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
     with engine.begin() as conn:
         conn.execute(insert(Subscription), {
-            "id": sub_id, "url": receiver.endpoint(path, secret=secret), "secret": secret, "description": None,
+            "id": sub_id, "url": receiver.endpoint(path, secret=secret), "secret": SEALER.seal(secret),
+            "description": None,
             "rules": ["stay-requested"], "severities": [], "subjects": [], "status": "active",
             "disabled_reason": None, "disabled_at": None, "consecutive_failures": 0, "created_at": datetime.now(UTC),
         })
@@ -102,7 +107,7 @@ def test_a_spilled_healthy_subscriber_is_claimed_back_a_window_at_a_time(engine:
     db = CountingStoreThread()
 
     async def scenario() -> Dispatcher:
-        sender = Sender(EgressPolicy(["127.0.0.1"]), 10.0, lambda: datetime.now(UTC), pool_size=LANES)
+        sender = Sender(EgressPolicy(["127.0.0.1"]), SEALER, 10.0, lambda: datetime.now(UTC), pool_size=LANES)
         await sender.start()
         # idle_poll_s: no sweep during the test, every claim comes from the lane's own backlog.
         dispatcher = Dispatcher(engine, sender, POLICY, concurrency=LANES, buffer=BUFFER,
