@@ -1,4 +1,4 @@
-"""Throwaway generator for /work/main/examples/seed-timeline.ndjson (not part of the repo).
+"""Generator of examples/seed-timeline.ndjson: `python examples/build.py` rewrites it byte for byte.
 
 Events are listed in world order (occurred_at, then logical order within a day).
 Ids: UUIDv7 whose 48-bit millisecond timestamp is occurred_at (00:00 UTC) plus the line
@@ -162,7 +162,7 @@ add("CourtRulingIssued", MPP_CASE, "2020-03-08", [BUZZFEED], "confirmed",
     'The Ninth Circuit "will block the Remain in Mexico policy — formally called the Migration '
     'Protection Protocols — on Thursday unless the Supreme Court steps in," in California and Arizona '
     '(the order\'s date is not given: dated no later than the stay request of "last week").',
-    court=NINTH, outcome="blocked", effective_at="2020-03-12", affects=["mpp"])
+    court=NINTH, outcome="blocked", effective_at="2020-03-12", regions=["US-AZ", "US-CA"], affects=["mpp"])
 add("StayRequested", MPP_CASE, "2020-03-08", [BUZZFEED], "confirmed",
     '"DHS officials requested last week the high court stay the 9th Circuit\'s order to block the '
     'policy in California and Arizona" (date: the last day of "last week").',

@@ -169,6 +169,42 @@ Country = Annotated[
     ),
 ]
 
+@cache
+def _region_codes() -> frozenset[str]:
+    return frozenset(s.code for s in pycountry.subdivisions)
+
+
+@cache
+def subdivisions(country: str) -> frozenset[str]:
+    """Every ISO 3166-2 code of a country (US: the 50 states, DC and the outlying areas)."""
+    return frozenset(s.code for s in pycountry.subdivisions if s.country_code == country)
+
+
+def check_region(value: Any) -> str:
+    """Accept an assigned ISO 3166-2 subdivision code such as 'US-AZ', uppercase."""
+    if not isinstance(value, str):
+        raise ValueError("expected an ISO 3166-2 code such as 'US-AZ'")
+    if value != value.upper():
+        raise ValueError(f"{value!r} is not an uppercase ISO 3166-2 code such as 'US-AZ'")
+    if value not in _region_codes():
+        raise ValueError(f"{value!r} is not an assigned ISO 3166-2 subdivision code (e.g. US-AZ, US-CA)")
+    return value
+
+
+Region = Annotated[
+    str,
+    PlainValidator(check_region),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": "^[A-Z]{2}-[A-Z0-9]{1,3}$",
+            "minLength": 4,
+            "maxLength": 6,
+            "description": "An assigned ISO 3166-2 subdivision code, uppercase (US-AZ, US-CA).",
+        }
+    ),
+]
+
 SLUG = r"^[a-z0-9]+(?:-[a-z0-9]+)*$"
 """A subject (agreement or case) id, a nationality group, a key name: lowercase words joined by hyphens."""
 SLUG_MAX = 120
@@ -287,12 +323,6 @@ class Event(Frozen):
     confidence: Confidence = "confirmed"
     summary: Summary | None = None
     data: EventData
-
-    @property
-    def sort_key(self) -> tuple[datetime, datetime, str]:
-        """World order: occurred_at, then recorded_at, then id (never arrival order)."""
-        recorded = self.recorded_at or datetime.min.replace(tzinfo=UTC)
-        return (instant(self.occurred_at), recorded, str(self.id))
 
     @property
     def event_id(self) -> UUID:

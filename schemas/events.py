@@ -1,4 +1,4 @@
-"""Every v1 event type: its `data` model and its envelope, one pair per type.
+"""Every event type at its current version: its `data` model and its envelope, one pair per type.
 
 Required `data` fields are exactly those of DESIGN section 2; the rest are optional.
 Names are past-tense facts. A change that is not backwards compatible gets a new
@@ -8,7 +8,7 @@ version and an upcaster in `registry.py`, never an edit in place.
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, ClassVar, Literal, Union
 from uuid import UUID
 
 from pydantic import (
@@ -32,6 +32,7 @@ from schemas.envelope import (
     Frozen,
     MetricSlug,
     Moment,
+    Region,
     ShortText,
     Slug,
     Source,
@@ -47,6 +48,14 @@ Affects = Annotated[
     Field(max_length=50, description="Agreement ids or policy slugs (e.g. mpp) this concerns."),
 ]
 Names = Annotated[tuple[ShortText, ...], Field(max_length=100)]
+Regions = Annotated[
+    tuple[Region, ...],
+    Field(max_length=100, description="ISO 3166-2 codes (US-AZ, US-CA); empty: nationwide."),
+]
+RulingRefs = Annotated[
+    tuple[UUID, ...],
+    Field(max_length=50, description="Event ids of earlier CourtRulingIssued events of the same case."),
+]
 
 
 def _distinct(values: tuple[str, ...], what: str) -> None:
@@ -256,19 +265,39 @@ class LawsuitFiled(Event):
     data: LawsuitFiledData
 
 
-Outcome = Literal["blocked", "upheld", "vacated", "remanded", "granted", "denied", "other"]
+Outcome = Literal["blocked", "upheld", "vacated", "reversed", "remanded", "granted", "denied", "other"]
+BLOCKING_OUTCOMES: frozenset[str] = frozenset({"blocked", "vacated"})
+"""Outcomes that block what the ruling `affects` (`vacated` only when it names no earlier ruling)."""
+ENDING_OUTCOMES: frozenset[str] = frozenset({"vacated", "reversed"})
+"""Outcomes that end the earlier rulings they name in `rulings`."""
 
 
 class CourtRulingIssuedData(EventData):
     court: ShortText
     outcome: Outcome
-    effective_at: Moment | None = Field(default=None, description="When the ruling takes effect.")
+    effective_at: Moment | None = Field(
+        default=None, description="When the ruling takes effect; defaults to occurred_at."
+    )
     affects: Affects = ()
+    regions: Regions = ()
+    rulings: RulingRefs = Field(
+        default=(),
+        description="The earlier rulings of the case it upholds, vacates or reverses. `vacated` or "
+        "`reversed` with rulings ends them; `blocked`, or `vacated` without rulings, blocks what it affects.",
+    )
+
+    @model_validator(mode="after")
+    def _distinct_lists(self) -> CourtRulingIssuedData:
+        _distinct(self.regions, "regions")
+        _distinct(tuple(map(str, self.rulings)), "rulings")
+        return self
 
 
 class CourtRulingIssued(Event):
-    """A court ruled in the case."""
+    """A court ruled in the case (v2: with the regions it applies to and the rulings it reviews)."""
 
+    SCHEMA_VERSION: ClassVar[int] = 2
+    schema_version: int = Field(default=2, ge=1, le=1000, description="Version of this type's schema.")
     type: Literal["CourtRulingIssued"]
     data: CourtRulingIssuedData
 
@@ -287,15 +316,45 @@ class StayRequested(Event):
     data: StayRequestedData
 
 
+StayDecision = Literal["granted", "granted_in_part", "denied", "administrative", "lifted"]
+
+
 class StayDecidedData(EventData):
     court: ShortText
-    decision: Literal["granted", "denied", "administrative"]
+    decision: StayDecision = Field(
+        description="granted (stayed everywhere), granted_in_part (stayed except in remaining_regions), "
+        "denied, administrative (stayed until the same court decides), lifted (its earlier stay ends).",
+    )
     affects: Affects = ()
+    rulings: RulingRefs = Field(
+        default=(),
+        description="The rulings it concerns. Absent or empty: every ruling of the case that blocks something "
+        "(`blocked`, or `vacated` without rulings) issued by the time of the decision and, when the decision "
+        "names `affects`, affecting one of them.",
+    )
+    effective_at: Moment | None = Field(
+        default=None, description="When the decision takes effect; defaults to occurred_at."
+    )
+    remaining_regions: Regions = Field(
+        default=(), description="granted_in_part: where the ruling is not stayed and takes effect."
+    )
+
+    @model_validator(mode="after")
+    def _scope(self) -> StayDecidedData:
+        if self.decision == "granted_in_part" and not self.remaining_regions:
+            raise ValueError("granted_in_part needs remaining_regions: where the ruling still takes effect")
+        if self.decision != "granted_in_part" and self.remaining_regions:
+            raise ValueError("remaining_regions only goes with the decision granted_in_part")
+        _distinct(self.remaining_regions, "remaining_regions")
+        _distinct(tuple(map(str, self.rulings)), "rulings")
+        return self
 
 
 class StayDecided(Event):
-    """A court decided a stay request in the case."""
+    """A court decided on a stay of rulings in the case (v2: which rulings, from when, where)."""
 
+    SCHEMA_VERSION: ClassVar[int] = 2
+    schema_version: int = Field(default=2, ge=1, le=1000, description="Version of this type's schema.")
     type: Literal["StayDecided"]
     data: StayDecidedData
 

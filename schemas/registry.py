@@ -98,9 +98,41 @@ class Upcasters:
         return raw
 
 
-# v1 is the first version of every type: no steps yet. Add them here as
-# `@UPCASTERS.register("AgreementSigned", 1) def upcast_agreement_signed_v1_v2(raw): ...`
 UPCASTERS = Upcasters()
+"""The project's upcasters: every version ever written to the topic reads as the current one."""
+
+
+def _data(raw: RawEvent) -> dict[str, Any] | None:
+    data = raw.get("data")
+    return dict(data) if isinstance(data, dict) else None
+
+
+@UPCASTERS.register("CourtRulingIssued", 1)
+def upcast_court_ruling_issued_v1_v2(raw: RawEvent) -> RawEvent:
+    """v1 rulings named no regions and no earlier rulings: nationwide, reviewing none.
+
+    So a v1 `vacated` blocks what it affects (a vacatur of the policy itself), as v1 meant.
+    """
+    data = _data(raw)
+    if data is None:
+        return raw  # validation names the problem
+    data.setdefault("regions", [])
+    data.setdefault("rulings", [])
+    return {**raw, "data": data}
+
+
+@UPCASTERS.register("StayDecided", 1)
+def upcast_stay_decided_v1_v2(raw: RawEvent) -> RawEvent:
+    """v1 decisions (granted, denied, administrative) took effect when made, everywhere.
+
+    They name no rulings, so they concern the documented default (see `StayDecidedData.rulings`).
+    """
+    data = _data(raw)
+    if data is None:
+        return raw
+    data.setdefault("rulings", [])
+    data.setdefault("remaining_regions", [])
+    return {**raw, "data": data}
 
 
 def parse_event(obj: Any, *, upcasters: Upcasters = UPCASTERS, index: int | None = None) -> Event:
@@ -137,23 +169,32 @@ class NotJSON(InvalidEvent):
 def parse_event_json(raw: bytes | str, *, upcasters: Upcasters = UPCASTERS) -> Event:
     """Decode and validate one JSON document as an event (`NotJSON` if it is not JSON).
 
-    With no upcaster registered, pydantic parses the bytes itself, without building the
-    intermediate dict (the projector decodes every record through here).
+    pydantic parses the bytes itself, without building the intermediate dict (the projector
+    decodes every record through here); only a document of an older version, or one that does
+    not validate, goes the slower way through the upcasters.
     """
-    if not upcasters.empty:
-        try:
-            obj = orjson.loads(raw)
-        except orjson.JSONDecodeError as exc:
-            raise NotJSON([FieldError("", f"not valid JSON: {exc}")]) from None
-        return parse_event(obj, upcasters=upcasters)
     try:
         event = EVENT_ADAPTER.validate_json(raw)
     except ValidationError as exc:
         problems = exc.errors(include_url=False, include_input=False)
         if problems and problems[0]["type"] == "json_invalid":
             raise NotJSON([FieldError("", f"not valid JSON: {problems[0]['msg']}")]) from None
-        raise InvalidEvent(describe(exc)) from None
+        if upcasters.empty:
+            raise InvalidEvent(describe(exc)) from None
+        return _upcast_and_parse(raw, upcasters, exc)
+    if event.schema_version != type(event).SCHEMA_VERSION and not upcasters.empty:
+        return _upcast_and_parse(raw, upcasters, None)
     return _current_version(event, None)
+
+
+def _upcast_and_parse(raw: bytes | str, upcasters: Upcasters, failed: ValidationError | None) -> Event:
+    try:
+        obj = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        if failed is not None:  # pydantic read what orjson will not (NaN, 1e309): judge it by pydantic's errors
+            raise InvalidEvent(describe(failed)) from None
+        raise NotJSON([FieldError("", f"not valid JSON: {exc}")]) from None
+    return parse_event(obj, upcasters=upcasters)
 
 
 def parse_events_json(
@@ -164,11 +205,11 @@ def parse_events_json(
     The events, or None unless every one is a valid event of its current version. A
     shortcut only, for documents already known to be JSON: on None, `parse_event` on each
     decoded item judges and names the problems (tests hold that whatever this accepts,
-    `parse_event` accepts as the same event). Documents with numbers of 19 or more digits
-    take that slower way too: orjson reads integers beyond 64 bits as floats, pydantic's
-    own JSON parser reads them exactly.
+    `parse_event` accepts as the same event). Documents of an older version (the upcasters lift
+    them) and documents with numbers of 19 or more digits take that slower way too: orjson
+    reads integers beyond 64 bits as floats, pydantic's own JSON parser reads them exactly.
     """
-    if not upcasters.empty or _LONG_NUMBER.search(raw):
+    if _LONG_NUMBER.search(raw):
         return None
     try:
         events: list[Event] = (_EventsObject.model_validate_json(raw).events if wrapped

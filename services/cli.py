@@ -194,7 +194,8 @@ def _print_stack(stack: Any, key: str) -> None:
     console.print(table)
     console.print(
         f'try: curl -s -H "Authorization: Bearer {key}" {stack.urls["projector"]}/v1/agreements\n'
-        "     accordwatch status    accordwatch timeline us-gt-aca-2019    accordwatch replay\n"
+        "     accordwatch status    accordwatch policies    accordwatch timeline us-gt-aca-2019\n"
+        "     accordwatch replay\n"
         "     accordwatch alerts    accordwatch subscribe http://127.0.0.1:9000/hook"
     )
 
@@ -304,6 +305,47 @@ def status(
             f"{a.get('last_event_type') or ''} {a.get('last_event_at') or ''}".strip(),
             a.get("confidence") or "",
         )
+    console.print(table)
+
+
+@app.command()
+def policies(
+    as_of: Annotated[str | None, typer.Option("--as-of", help="Date (YYYY-MM-DD) or time to ask about.")] = None,
+    projector: ProjectorUrl = "http://127.0.0.1:8081",
+) -> None:
+    """A table of every policy named in `affects`: in effect, blocked or partly blocked, now or as of a date."""
+    try:
+        with _client(projector) as client:
+            items: list[dict[str, Any]] = []
+            token = None
+            while True:
+                page = _get(client, "/v1/policies", limit=500, page_token=token)
+                items.extend(page["items"])
+                token = page["next"]
+                if not token:
+                    break
+            if as_of:
+                items = [_get(client, f"/v1/policies/{p['id']}", as_of=as_of) for p in items]
+    except httpx.TransportError as exc:
+        raise _unreachable(projector, exc) from None
+    table = Table(title=f"Policies{' as of ' + as_of if as_of else ''}")
+    for column in ("policy", "status", "since", "rulings (stayed by)", "stay requests pending", "next change"):
+        table.add_column(column)
+    colours = {"in_effect": "green", "blocked": "bold red", "partly_blocked": "yellow"}
+    for p in items:
+        where = f" in {', '.join(p['blocked_in'])}" if p["blocked_in"] else ""
+        rulings = "\n".join(
+            f"{g['court']}: {g['outcome']}{' in ' + ', '.join(g['regions']) if g['regions'] else ''}"
+            + (f" (stayed by {', '.join(s['court'] + ' ' + s['decision'] for s in g['stayed_by'])})"
+               if g["stayed_by"] else "")
+            for g in p["governing"])
+        requests = "\n".join(f"{q['requested_by']} asked {q['court']}" for q in p["pending_stay_requests"])
+        change = p["next_change"]
+        upcoming = "" if change is None else (
+            f"{change['at'][:10]}: {change['status'].replace('_', ' ')}"
+            + (f" in {', '.join(change['blocked_in'])}" if change["blocked_in"] else ""))
+        table.add_row(p["id"], f"[{colours[p['status']]}]{p['status'].replace('_', ' ')}[/]{where}",
+                      (p["since"] or "")[:10], rulings, requests, upcoming)
     console.print(table)
 
 

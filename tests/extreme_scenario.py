@@ -15,7 +15,7 @@ import uuid_utils
 from schemas.envelope import MAX_COUNT
 from schemas.events import FACT_CLASSES
 from schemas.registry import EVENT_TYPES, InvalidEvent, parse_event
-from tests.extremes import COMPANIONS, COUNTRIES, Path, cases, maximal, minimal
+from tests.extremes import COUNTRIES, Path, cases, companions, maximal, minimal
 
 CORRECTED = "extremes-corrected"
 """The subject of every correction case and of the events they correct."""
@@ -51,9 +51,8 @@ def _target(event_type: str, name: str | None, value: Any) -> dict[str, Any] | N
     """A minimal event of the type, on the corrected subject, that `value` as its `name` keeps valid."""
     doc = minimal(event_type)
     doc["subject"] = CORRECTED
-    for (kind, prefix), extra in COMPANIONS.items():
-        if kind == event_type and name == prefix[-1]:
-            doc["data"].update(extra)
+    if name is not None:
+        doc["data"].update(companions(event_type, ("data", name), {name: value}))
     if name is None:
         return doc
     try:

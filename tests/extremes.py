@@ -16,7 +16,7 @@ or list that declares no bound, so a field nobody bounded fails a test instead o
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from copy import deepcopy
 from dataclasses import dataclass, field
 from functools import cache
@@ -36,6 +36,8 @@ Node = dict[str, Any]
 
 COUNTRY = "^[A-Z]{2}$"
 COUNTRIES = sorted(c.alpha_2 for c in pycountry.countries)
+REGION = "^[A-Z]{2}-[A-Z0-9]{1,3}$"
+REGIONS = sorted(s.code for s in pycountry.subdivisions)
 NIL_UUID = "00000000-0000-0000-0000-000000000000"
 MAX_UUID = "ffffffff-ffff-ffff-ffff-ffffffffffff"
 WIDE = "\U0001d11e"  # 𝄞: one character, four bytes of UTF-8, two UTF-16 units
@@ -139,6 +141,9 @@ class Walker:
         if kind == "country":
             start = COUNTRIES.index("SV")
             return [COUNTRIES[(start + i) % len(COUNTRIES)] for i in range(count)]
+        if kind == "region":
+            start = REGIONS.index("US-AZ")
+            return [REGIONS[(start + i) % len(REGIONS)] for i in range(count)]
         if kind == "text":
             return [f"text {i}" for i in range(count)]
         if kind == "slug":
@@ -262,6 +267,11 @@ class Walker:
             yield from (("first code", COUNTRIES[0], True), ("last code", COUNTRIES[-1], True),
                         ("unassigned ZZ", "ZZ", False), ("lowercase", "sv", False), ("alpha-3", "USA", False),
                         ("NUL", "S\x00", False))
+        elif kind == "region":
+            longest = max(REGIONS, key=len)
+            yield from (("first code", REGIONS[0], True), ("last code", REGIONS[-1], True),
+                        (f"longest {longest}", longest, True), ("unassigned US-ZZ", "US-ZZ", False),
+                        ("lowercase", "us-az", False), ("a country", "US", False), ("NUL", "US-A\x00", False))
         elif kind == "text":
             yield from _texts(node, lines=CONTROL_PATTERNS[node["pattern"]])
         elif kind == "slug":
@@ -304,7 +314,7 @@ class Walker:
         if kind == "array":
             high = node.get("maxItems", 1)
             item = node["items"]
-            if kind_of(self.unwrap(item)[0][0]) in ("country", "slug", "uuid"):
+            if kind_of(self.unwrap(item)[0][0]) in ("country", "region", "slug", "uuid"):
                 return self.typical(item, high)  # items of these kinds must often be distinct
             return [self.maximal(item, char) for _ in range(high)]
         if kind == "dict":
@@ -345,8 +355,8 @@ def kind_of(node: Node) -> str:
     if kind == "string":
         pattern = node.get("pattern")
         return {"date-time": "time", "uuid": "uuid", "uri": "url"}.get(node.get("format", ""), (
-            "country" if pattern == COUNTRY else "text" if pattern in CONTROL_PATTERNS
-            else "slug" if pattern else "string"))
+            "country" if pattern == COUNTRY else "region" if pattern == REGION
+            else "text" if pattern in CONTROL_PATTERNS else "slug" if pattern else "string"))
     if kind == "object":
         return "object" if "properties" in node else "dict"
     return str(kind)
@@ -411,10 +421,29 @@ def _urls(longest: int) -> Iterator[tuple[str, Any, bool]]:
 
 # -- cases -------------------------------------------------------------------------------------
 
-COMPANIONS: dict[tuple[str, Path], dict[str, Any]] = {
-    # Other fields a value needs to be valid at all, by the type's cross-field rules.
+Companion = dict[str, Any] | Callable[[Any], dict[str, Any]]
+COMPANIONS: dict[tuple[str, Path], Companion] = {
+    # Other fields a value needs to be valid at all, by the type's cross-field rules (given the value, or
+    # as a function of it).
     ("TransferReported", ("data", "nationalities")): {"approximate": True},
+    ("StayDecided", ("data", "decision")): lambda decision: (
+        {"decision": decision, "remaining_regions": ["US-AZ"]} if decision == "granted_in_part" else {}),
+    ("StayDecided", ("data", "remaining_regions")): lambda regions: (
+        {"decision": "granted_in_part", "remaining_regions": regions} if regions else {}),
 }
+
+
+def companions(event_type: str, path: Path, data: Any) -> dict[str, Any]:
+    """What a value at `path` of an event's data needs beside it (see COMPANIONS)."""
+    out: dict[str, Any] = {}
+    for (kind, prefix), extra in COMPANIONS.items():
+        if kind == event_type and path[: len(prefix)] == prefix:
+            if callable(extra):
+                value = data.get(prefix[1]) if isinstance(data, dict) and len(prefix) > 1 else None
+                out.update(extra(value))
+            else:
+                out.update(extra)
+    return out
 
 
 def minimal(event_type: str) -> dict[str, Any]:
@@ -438,9 +467,8 @@ def cases(event_types: list[str] | None = None) -> list[Case]:
                 doc = deepcopy(base)
                 doc[name] = value
                 path = (name, *sub)
-                for (kind, prefix), extra in COMPANIONS.items():
-                    if kind == event_type and path[: len(prefix)] == prefix:
-                        doc["data"].update(extra)
+                if isinstance(doc.get("data"), dict):
+                    doc["data"].update(companions(event_type, path, doc["data"]))
                 out.append(Case(event_type, path, label, doc, valid))
             if name in walker.schema.get("required", ()):
                 doc = {k: v for k, v in deepcopy(base).items() if k != name}
@@ -454,8 +482,8 @@ def maximal(event_type: str, *, limit: int) -> dict[str, Any]:
     for char in (WIDE, "\u00e9", "a"):
         doc = {**walker.maximal(walker.schema, char), "type": event_type, "id": str(uuid_utils.uuid7()),
                "schema_version": EVENT_TYPES[event_type].SCHEMA_VERSION}
-        if event_type == "TransferReported":
-            doc["data"]["approximate"] = True
+        for name in list(doc["data"]):
+            doc["data"].update(companions(event_type, ("data", name), doc["data"]))
         if len(orjson.dumps(doc)) <= limit:
             return doc
     raise AssertionError(f"even an ASCII maximal {event_type} is over {limit} bytes")

@@ -114,22 +114,38 @@ GROUP BY t.agreement, t.month
 ORDER BY 1
 """
 
-OPEN_DEADLINES = f"""
+DEADLINES = f"""
 SELECT d.due_at AS due,
-       CASE WHEN d.due_at > now() THEN 'open' ELSE 'past' END AS state,
+       CASE WHEN d.status = 'open' AND d.due_at <= now() THEN 'passed' ELSE d.status END AS state,
        EXTRACT(EPOCH FROM (d.due_at - now()))::bigint AS "time left",
        d.subject,
        d.kind,
        d.description,
+       d.status_reason AS why,
        d.confidence
 FROM deadlines d
-WHERE d.generation = {ACTIVE} AND d.status = 'open'
-ORDER BY d.due_at <= now(), d.due_at
+WHERE d.generation = {ACTIVE}
+ORDER BY d.status <> 'open', d.due_at <= now(), d.due_at
+"""
+
+
+POLICIES = f"""
+SELECT p.id AS policy,
+       p.status,
+       (SELECT string_agg(region, ', ' ORDER BY region)
+          FROM jsonb_array_elements_text(p.blocked_in) AS region) AS "blocked in",
+       p.since,
+       p.next_change_at AS "next change",
+       p.next_change_status AS "then",
+       p.pending_stay_requests AS "stay requests pending"
+FROM policies p
+WHERE p.generation = {ACTIVE}
+ORDER BY p.status = 'in_effect', p.id
 """
 
 
 def agreements() -> dict[str, Any]:
-    """The status panel: agreements, transfers, deadlines, alerts firing."""
+    """The status panel: agreements, policies, transfers, deadlines, alerts firing."""
     grid = Layout()
     panels = [
         grid.place(panel(
@@ -143,7 +159,7 @@ def agreements() -> dict[str, Any]:
         grid.place(panel(
             "stat", "Open deadlines ahead",
             [prom('sum(accordwatch_projector_open_deadlines{job="projector-api"})', "open", instant=True)],
-            description="Deadlines not closed by a stay decision and still ahead.",
+            description="Deadlines still ahead and open (not held by a stay).",
             options={"reduceOptions": {"calcs": ["lastNotNull"]}, "colorMode": "value", "graphMode": "none"},
         ), 6, 4),
         grid.place(panel(
@@ -163,6 +179,23 @@ def agreements() -> dict[str, Any]:
             options={"showHeader": True, "cellHeight": "sm"},
         ), 24, 8),
         grid.place(panel(
+            "stat", "Policies by status",
+            [prom('sum by (status) (accordwatch_projector_policies{job="projector-api"})', "{{status}}",
+                  instant=True)],
+            description="Policies (slugs named in affects) in effect, blocked, or blocked in some regions now.",
+            options={"reduceOptions": {"calcs": ["lastNotNull"]}, "textMode": "value_and_name",
+                     "colorMode": "none", "graphMode": "none"},
+        ), 6, 7),
+        grid.place(panel(
+            "table", "Policies", [sql(POLICIES)],
+            description="Each policy now, from the rulings blocking it that are in force and not stayed: "
+                        "in_effect, blocked, or partly_blocked in the regions listed; since when; the next "
+                        "scheduled change (a ruling or a stay decision taking effect) and the stay requests "
+                        "still pending. Blocked ones first.",
+            overrides=[override("since", unit="dateTimeAsIso"), override("next change", unit="dateTimeAsIso")],
+            options={"showHeader": True, "cellHeight": "sm"},
+        ), 18, 7),
+        grid.place(panel(
             "timeseries", "Transfers over time (cumulative, per agreement)",
             [sql(TRANSFERS_OVER_TIME, fmt="time_series")],
             description="People transferred under each agreement, month by month, summed over nationalities "
@@ -179,9 +212,10 @@ def agreements() -> dict[str, Any]:
                      "reduceOptions": {"calcs": ["lastNotNull"]}},
         ), 12, 8),
         grid.place(panel(
-            "table", "Deadlines not closed, with time left", [sql(OPEN_DEADLINES)],
-            description="Deadlines from DeadlineSet events and rulings' effective_at that no stay decision "
-                        "closed. Time left is negative once the deadline has passed (state 'past').",
+            "table", "Deadlines, their state and time left", [sql(DEADLINES)],
+            description="Deadlines from DeadlineSet events and the effective_at of rulings and stay decisions, "
+                        "in their state as of now: open (ahead), stayed (a stay holds the ruling), met (it took "
+                        "effect), passed. Time left is negative once due; open ones come first.",
             overrides=[override("time left", unit="s"), override("due", unit="dateTimeAsIso")],
         ), 14, 8),
         grid.place(panel(
@@ -195,7 +229,7 @@ def agreements() -> dict[str, Any]:
         ), 10, 8),
     ]
     return dashboard("accordwatch-agreements", "Agreements",
-                     "Status of every agreement, transfers, open deadlines and the alerts firing.", panels)
+                     "Status of every agreement and policy, transfers, deadlines and the alerts firing.", panels)
 
 
 # -- Pipeline -------------------------------------------------------------------------------------

@@ -1,11 +1,14 @@
 """Rule evaluation, pure: (events, folded state, now) -> the alerts that should exist.
 
 Nothing here reads a clock, a database or the network. The worker folds a subject with
-`services.domain.fold`, asks `evaluate` which alerts its state calls for, and asks
-`transitions` what changed against the alert it already has; the clock's part
-(reminders, expiries) is `on_time`. Every decision that makes notifications exactly-once
-(fingerprints, which transition happened, what counts as history) is taken here, so it
-is tested without Kafka or time passing.
+`services.domain.fold` (as of now), asks `evaluate` which alerts its state calls for (and
+`evaluate_policy` for a policy's status), and asks `transitions` what changed against the
+alert it already has; the clock's part (reminders, expiries) is `on_time`. Every decision
+that makes notifications exactly-once (fingerprints, which transition happened, what counts
+as history) is taken here, so it is tested without Kafka or time passing.
+
+Alerts follow their cause, as Alertmanager's do: an alert whose cause returns after it was
+resolved fires again under the same fingerprint, as a new episode with its own notifications.
 """
 
 from __future__ import annotations
@@ -13,11 +16,13 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from functools import partial
 from typing import Any, Literal
 
 from schemas.envelope import Event, instant
 from schemas.events import TransferReported
 from services.alerts.rules import Rule, RuleKind, RuleSet
+from services.domain.policy import PolicyStatus
 from services.domain.state import AgreementPart, SubjectState
 
 AlertState = Literal["firing", "resolved"]
@@ -74,6 +79,8 @@ class Current:
     fired_at: datetime
     historical: bool
     details: Mapping[str, Any] = field(default_factory=dict)
+    episode: int = 1
+    """How many times it has fired (its cause returned after it was resolved)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,16 +117,31 @@ def evaluate(rules: RuleSet, state: SubjectState, new_events: Sequence[Event], c
 
 
 def transitions(current: Current | None, desired: Desired, now: datetime) -> list[Transition]:
-    """What happens to an alert when the facts call for `desired`: at most fire, then resolve."""
+    """What happens to an alert when the facts call for `desired`: at most fire (again), then resolve.
+
+    A resolved alert whose cause returns fires again: a new episode (`firing#2`, ...), judged
+    as history or news afresh from the facts (its first episode may have been old news).
+    """
+    if current is not None and current.state == "resolved":
+        if desired.state != "firing":
+            return []
+        episode = current.episode + 1
+        suppressed = "historical" if desired.historical else None
+        return [Transition(episode_name("firing", episode), "firing", suppressed=suppressed)]
     suppressed = "historical" if (desired.historical if current is None else current.historical) else None
+    episode = current.episode if current is not None else 1
     out: list[Transition] = []
-    state = current.state if current is not None else None
-    if state is None:
+    if current is None:
         out.append(Transition("firing", "firing", suppressed=suppressed))
-        state = "firing"
-    if state == "firing" and desired.state == "resolved":
-        out.append(Transition("resolved", "resolved", reason=desired.resolution, suppressed=suppressed))
+    if desired.state == "resolved":
+        out.append(Transition(episode_name("resolved", episode), "resolved", reason=desired.resolution,
+                              suppressed=suppressed))
     return out
+
+
+def episode_name(transition: str, episode: int) -> str:
+    """A transition's name in an episode: `firing`, `reminder:24h`, ...; `firing#2` from the second on."""
+    return transition if episode <= 1 else f"{transition}#{episode}"
 
 
 def on_time(
@@ -138,11 +160,13 @@ def on_time(
     skipped = [s for s, _ in ordered[:-1]]
     late = now - when > late_after
     suppressed = "historical" if current.historical else None
+    name = partial(episode_name, episode=current.episode)
     if stage == EXPIRE:
-        return [Transition("resolved", "resolved", reason="expired", late=late, suppressed=suppressed)], skipped
-    out = [Transition(f"reminder:{stage}", "firing", late=late, suppressed=suppressed)]
+        return [Transition(name("resolved"), "resolved", reason="expired", late=late, suppressed=suppressed)], skipped
+    out = [Transition(name(f"reminder:{stage}"), "firing", late=late, suppressed=suppressed)]
     if stage == DUE:
-        out.append(Transition("resolved", "resolved", reason="deadline reached", late=late, suppressed=suppressed))
+        out.append(Transition(name("resolved"), "resolved", reason="deadline reached", late=late,
+                              suppressed=suppressed))
     return out, skipped
 
 
@@ -171,7 +195,7 @@ def _stay_requested(
             rule, state.subject, str(request.event_id), "resolved" if decided else "firing",
             f"{request.requested_by} asked {request.court} to stay a ruling in {state.subject}",
             at, historical=_old(at, ctx),
-            resolution=f"stay {request.status}" if decided else None,
+            resolution=f"stay {request.status.replace('_', ' ')}" if decided else None,
             details={
                 "case": state.subject, "requested_by": request.requested_by, "court": request.court,
                 "affects": request.affects, "event_id": str(request.event_id),
@@ -184,22 +208,26 @@ def _stay_requested(
 def _court_deadline(
     rule: Rule, rules: RuleSet, state: SubjectState, new: Sequence[Event], ctx: Context
 ) -> Iterable[Desired]:
+    """Firing while a deadline is open; resolved once stayed, met or passed (fires again if it re-opens)."""
     leads = sorted(rule.lead_times, reverse=True)
     for deadline in state.deadlines:
         due = deadline.due_instant
-        closed = deadline.status == "closed"
         passed = due <= ctx.now
+        settled = deadline.status != "open" or passed
+        if deadline.status == "stayed" or (deadline.status == "passed" and deadline.origin != "DeadlineSet"):
+            resolution: str | None = deadline.status_reason
+        else:
+            resolution = "deadline reached" if settled else None
         timers = tuple((stage, due - lead) for stage, lead in zip(rule.stages(), leads, strict=False))
         yield Desired(
-            rule, deadline.subject, deadline.id,
-            "resolved" if closed or passed else "firing",
+            rule, deadline.subject, deadline.id, "resolved" if settled else "firing",
             f"{deadline.description} ({deadline.subject}), due {due.isoformat()}",
-            due, historical=passed,
-            resolution=(deadline.closed_reason or "closed") if closed else ("deadline reached" if passed else None),
+            due, historical=passed, resolution=resolution,
             details={
                 "due_at": due.isoformat(), "kind": deadline.kind, "origin": deadline.origin,
-                "event_id": str(deadline.event_id), "affects": deadline.affects,
+                "event_id": str(deadline.event_id), "affects": deadline.affects, "regions": deadline.regions,
                 "confidence": deadline.confidence, "description": deadline.description,
+                "status": deadline.status,
             },
             timers=(*timers, (DUE, due)),
         )
@@ -297,6 +325,48 @@ def _target_reached(
     )
 
 
+def evaluate_policy(rules: RuleSet, policy: PolicyStatus, ctx: Context) -> list[Desired]:
+    """The alerts a policy's status calls for (kind `policy-status-changed`), the old ones resolved."""
+    desired: list[Desired] = []
+    for rule in rules.enabled:
+        if rule.kind != "policy-status-changed":
+            continue
+        wanted = []
+        if policy.since is not None:  # it changed at some time: in effect from the start is no news
+            at = policy.since
+            where = f" in {', '.join(policy.blocked_in)}" if policy.blocked_in else ""
+            cause = f"{policy.status}@{at.isoformat()}" + (f"/{','.join(policy.blocked_in)}"[:120] if where else "")
+            change = policy.next_change
+            wanted.append(Desired(
+                rule, policy.id, cause, "firing",
+                f"{policy.id} is now {policy.status.replace('_', ' ')}{where} (since {at.date().isoformat()})",
+                at, historical=_old(at, ctx),
+                details={"policy": policy.id, "status": policy.status, "blocked_in": policy.blocked_in,
+                         "since": at.isoformat(), "affects": [policy.id],
+                         "governing": [{"case": g.case, "court": g.court, "outcome": g.outcome,
+                                        "event_id": str(g.event_id),
+                                        "stayed_by": [str(s.event_id) for s in g.stayed_by]}
+                                       for g in policy.governing],
+                         "next_change": None if change is None else {
+                             "at": change.at.isoformat(), "status": change.status, "blocked_in": change.blocked_in}},
+                timers=_expiry(rule, ctx),
+            ))
+        desired.extend(wanted)
+        causes = {d.cause for d in wanted}
+        desired.extend(
+            Desired(rule, policy.id, cause, "resolved", f"{rule.id}: superseded", ctx.now, historical=False,
+                    resolution="superseded")
+            for cause in sorted(ctx.firing.get(rule.id, frozenset()) - causes)
+        )
+    return desired
+
+
+def _policy_rule(
+    rule: Rule, rules: RuleSet, state: SubjectState, new: Sequence[Event], ctx: Context
+) -> Iterable[Desired]:
+    return ()  # a policy spans cases: `evaluate_policy` judges it, not a subject's state
+
+
 def _iso(moment: date | datetime | None) -> str | None:
     return None if moment is None else moment.isoformat()
 
@@ -308,6 +378,7 @@ EVALUATORS: dict[RuleKind, Evaluator] = {
     "agreement-status-changed": _status_changed,
     "transfers-without-force": _transfers_without_force,
     "transfer-target-reached": _target_reached,
+    "policy-status-changed": _policy_rule,
 }
 
 RECONCILED: dict[RuleKind, str] = {

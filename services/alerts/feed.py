@@ -28,9 +28,10 @@ SubjectId = Annotated[str, StringConstraints(max_length=SLUG_MAX, pattern=SLUG)]
 router = APIRouter(tags=["feeds"])
 
 
-def entry_id(fingerprint: str) -> str:
-    """The alert's entry id: the same for as long as the alert exists, firing or resolved."""
-    return f"urn:uuid:{uuid.uuid5(ENTRY_NAMESPACE, fingerprint)}"
+def entry_id(fingerprint: str, episode: int = 1) -> str:
+    """The entry id of an alert's episode: the same while it fires and once it resolves; new when its cause
+    returns and it fires again (a new notification, as feed readers show a new entry)."""
+    return f"urn:uuid:{uuid.uuid5(ENTRY_NAMESPACE, fingerprint if episode <= 1 else f'{fingerprint}#{episode}')}"
 
 
 def _utc(moment: datetime) -> datetime:
@@ -40,7 +41,8 @@ def _utc(moment: datetime) -> datetime:
 def _text(row: AlertRow, json_url: str) -> str:
     lines = [row.summary, "",
              f"{row.severity}, {row.state}; rule {row.rule}; subject {row.subject}",
-             f"happened {_utc(row.occurred_at).isoformat()}; fired {_utc(row.fired_at).isoformat()}"]
+             f"happened {_utc(row.occurred_at).isoformat()}; fired {_utc(row.fired_at).isoformat()}"
+             + (f" (time {row.episode}: its cause returned)" if row.episode > 1 else "")]
     if row.resolved_at is not None:
         lines.append(f"resolved {_utc(row.resolved_at).isoformat()}: {row.resolution or ''}".rstrip(": "))
     if row.historical:
@@ -50,7 +52,8 @@ def _text(row: AlertRow, json_url: str) -> str:
 
 
 def atom(rows: list[AlertRow], *, self_url: str, api_url: str, status_page_url: str | None, now: datetime) -> bytes:
-    """The Atom document: one entry per alert, updated when it changed (fired, re-worded, resolved)."""
+    """The Atom document: one entry per alert (its latest episode), updated when it changed (fired, re-worded,
+    resolved)."""
     feed = FeedGenerator()
     feed.id(self_url)
     feed.title("accordwatch alerts")
@@ -63,7 +66,7 @@ def atom(rows: list[AlertRow], *, self_url: str, api_url: str, status_page_url: 
     feed.updated(max((_utc(r.updated_at) for r in rows), default=now))
     for row in rows:
         entry = feed.add_entry(order="append")
-        entry.id(entry_id(row.fingerprint))
+        entry.id(entry_id(row.fingerprint, row.episode))
         prefix = "Resolved: " if row.state == "resolved" else ""
         entry.title(f"[{row.severity}] {prefix}{row.summary}")
         entry.published(_utc(row.fired_at))

@@ -24,6 +24,7 @@ RuleKind = Literal[
     "agreement-status-changed",
     "transfers-without-force",
     "transfer-target-reached",
+    "policy-status-changed",
 ]
 SEVERITIES: tuple[Severity, ...] = ("critical", "warning", "info")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd])\s*$")

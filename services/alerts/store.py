@@ -1,10 +1,12 @@
 """Alert state: applying events and clock ticks in one transaction each, outbox included.
 
 A batch of events commits, together: the events not seen before (by id), the subjects'
-folded states, every alert transition the rules call for, one notification row per
-transition (unique per alert and transition), one outbox row per notification and
-matching subscription, the timers the alerts need, and the partitions' next offsets.
-Redelivery, restarts and replays from offset 0 therefore find nothing new to notify.
+states folded as of now, every alert transition the rules call for (policies' too), one
+notification row per transition (unique per alert and transition), one outbox row per
+notification and matching subscription, the timers the alerts need, and the partitions'
+next offsets. Redelivery, restarts and replays from offset 0 therefore find nothing new to
+notify. A tick folds again the subjects (and policies) whose scheduled effect has come, then
+acts on the timers that are due.
 """
 
 from __future__ import annotations
@@ -12,9 +14,10 @@ from __future__ import annotations
 import logging
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any, cast
 from uuid import UUID
 
@@ -25,7 +28,17 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from schemas.envelope import Event
 from schemas.registry import parse_event_json
-from services.alerts.engine import Context, Current, Desired, Transition, evaluate, on_time, transitions
+from services.alerts import policies
+from services.alerts.engine import (
+    Context,
+    Current,
+    Desired,
+    Transition,
+    evaluate,
+    evaluate_policy,
+    on_time,
+    transitions,
+)
 from services.alerts.outbox import Claimed
 from services.alerts.rules import RuleSet
 from services.alerts.tables import (
@@ -40,7 +53,8 @@ from services.alerts.tables import (
     Subscription,
 )
 from services.domain.fold import advance, project
-from services.domain.state import SubjectState
+from services.domain.policy import PolicyStatus
+from services.domain.state import SubjectState, read_state
 from services.platform.isolation import Batch, Consumed, Parked
 from services.platform.positions import load_positions, save_positions
 
@@ -68,6 +82,7 @@ class AlertRow:
     details: dict[str, Any]
     occurred_at: datetime
     historical: bool
+    episode: int
     fired_at: datetime
     resolved_at: datetime | None
     resolution: str | None
@@ -168,9 +183,11 @@ class AlertStore:
         *,
         notify_max_age: timedelta = timedelta(days=7),
         late_after: timedelta = timedelta(seconds=60),
+        wall_clock: Callable[[], datetime] | None = None,
     ) -> None:
         self.engine = engine
         self.rules = rules
+        self.wall_clock = wall_clock  # outbox rows are due by the wall clock the dispatcher runs on
         self.notify_max_age = notify_max_age
         self.late_after = late_after
 
@@ -197,16 +214,47 @@ class AlertStore:
                     by_subject[event.subject].append(event)
                 subs = _subscriptions(conn)
                 states = self._fold(conn, by_subject, now)
-                known = frozenset(
-                    conn.execute(select(AlertSubject.subject).where(AlertSubject.is_agreement)).scalars()
-                )
-                for subject, state in states.items():
-                    self._evaluate(conn, state, by_subject[subject], known, subs, now, outcome, handoff)
-                    if len(outcome.rows) >= OUTBOX_CHUNK:
-                        _insert_deliveries(conn, outcome)
+                self._judge(conn, states, by_subject, policies.write_facts(conn, states), subs, now, outcome, handoff)
                 _insert_deliveries(conn, outcome)
             save_positions(conn, AlertOffset, batch, now, {})
         return outcome
+
+    def _judge(
+        self, conn: Connection, states: dict[str, SubjectState], new: dict[str, list[Event]], slugs: Iterable[str],
+        subs: list[SubscriptionRow], now: datetime, outcome: Outcome, handoff: Handoff | None = None, *,
+        isolate: bool = False,
+    ) -> None:
+        """Evaluate the rules on folded subjects, then on the policies whose facts or time changed.
+
+        In a batch a failure propagates: the consumer path bisects the batch and parks the record
+        that causes it. On the clock (`isolate`) there is no record to park: each subject and policy
+        is judged in a savepoint, and one that fails (a rule bug, bad data) is logged and skipped
+        with what it queued for the outbox, so the others and the next ticks go on.
+        """
+        known = frozenset(conn.execute(select(AlertSubject.subject).where(AlertSubject.is_agreement)).scalars())
+        jobs: list[tuple[str, Callable[[], None]]] = [
+            (subject, partial(self._evaluate, conn, state, new.get(subject, []), known, subs, now, outcome, handoff))
+            for subject, state in states.items()
+        ]
+        jobs += [(f"policy {slug}", partial(self._judge_policy, conn, slug, subs, now, outcome, handoff))
+                 for slug in policies.named(slugs)]
+        for name, job in jobs:
+            if not isolate:
+                job()
+            else:
+                handed, rows = len(outcome.handed), len(outcome.rows)
+                try:
+                    with conn.begin_nested():
+                        job()
+                except Exception:
+                    log.exception("evaluating the rules for %s failed; its alerts are skipped", name)
+                    del outcome.handed[handed:], outcome.rows[rows:]  # rolled back with the savepoint
+            if len(outcome.rows) >= OUTBOX_CHUNK:
+                _insert_deliveries(conn, outcome)
+
+    def _judge_policy(self, conn: Connection, slug: str, subs: list[SubscriptionRow], now: datetime,
+                      outcome: Outcome, handoff: Handoff | None) -> None:
+        self._evaluate_policy(conn, slug, policies.recompute(conn, slug, now), subs, now, outcome, handoff)
 
     def _insert_events(
         self, conn: Connection, batch: Sequence[Consumed], now: datetime, outcome: Outcome
@@ -232,27 +280,29 @@ class AlertStore:
         return [e for e in unique.values() if e.event_id in inserted]
 
     def _fold(self, conn: Connection, by_subject: dict[str, list[Event]], now: datetime) -> dict[str, SubjectState]:
+        """Fold each subject as of now, from its snapshot when the new events come after it."""
         subjects = sorted(by_subject)
         snapshots = _lock_subjects(conn, subjects, now)
         states: dict[str, SubjectState] = {}
         for subject in subjects:
             raw = snapshots.get(subject)
+            previous = read_state(raw) if raw else None  # '' is another writer's placeholder
             state = None
-            if raw:
-                state = advance(SubjectState.model_validate_json(raw), by_subject[subject], in_place=True)
+            if previous is not None:
+                state = advance(previous, by_subject[subject], as_of=now, in_place=True)
             if state is None:
                 bodies = conn.execute(select(AlertEvent.body).where(AlertEvent.subject == subject)).scalars()
-                state = project(subject, [parse_event_json(body) for body in bodies])
+                state = project(subject, [parse_event_json(body) for body in bodies], as_of=now)
             states[subject] = state
         stmt = insert_for(conn, AlertSubject.__table__)
         conn.execute(
             stmt.on_conflict_do_update(
                 index_elements=["subject"],
                 set_={"state": stmt.excluded.state, "is_agreement": stmt.excluded.is_agreement,
-                      "updated_at": stmt.excluded.updated_at},
+                      "updated_at": stmt.excluded.updated_at, "next_effect_at": stmt.excluded.next_effect_at},
             ),
             [{"subject": s, "state": st.model_dump_json(), "is_agreement": st.agreement is not None,
-              "updated_at": now} for s, st in states.items()],
+              "updated_at": now, "next_effect_at": st.next_effect_at} for s, st in states.items()],
         )
         return states
 
@@ -270,7 +320,35 @@ class AlertStore:
             notify_max_age=self.notify_max_age,
             firing={rule: frozenset(causes) for rule, causes in firing.items()},
         )
-        for desired in evaluate(self.rules, state, new, ctx):
+        self._apply_desired(conn, existing, evaluate(self.rules, state, new, ctx), subs, now, outcome, handoff)
+
+    def _evaluate_policy(
+        self, conn: Connection, slug: str, status: PolicyStatus | None, subs: list[SubscriptionRow], now: datetime,
+        outcome: Outcome, handoff: Handoff | None,
+    ) -> None:
+        """The policy rules on a policy's status now (none left: its alerts resolve as retracted)."""
+        kinds = {r.id for r in self.rules.rules if r.kind == "policy-status-changed"}
+        existing = {row.fingerprint: row for row in load_alerts(conn, Alert.subject == slug, Alert.rule.in_(kinds))}
+        firing: dict[str, set[str]] = defaultdict(set)
+        for row in existing.values():
+            if row.state == "firing":
+                firing[row.rule].add(row.cause)
+        ctx = Context(now=now, notify_max_age=self.notify_max_age,
+                      firing={rule: frozenset(causes) for rule, causes in firing.items()})
+        if status is None:
+            desired = [Desired(rule, slug, cause, "resolved", f"{rule.id}: retracted", now, historical=False,
+                               resolution="retracted")
+                       for rule in self.rules.enabled if rule.id in firing for cause in sorted(firing[rule.id])]
+        else:
+            desired = evaluate_policy(self.rules, status, ctx)
+        self._apply_desired(conn, existing, desired, subs, now, outcome, handoff)
+
+    def _apply_desired(
+        self, conn: Connection, existing: dict[str, AlertRow], desired_alerts: Iterable[Desired],
+        subs: list[SubscriptionRow], now: datetime, outcome: Outcome, handoff: Handoff | None,
+    ) -> None:
+        """Bring each alert to what the facts call for: fire, fire again, resolve; notify; keep its timers."""
+        for desired in desired_alerts:
             found = existing.get(desired.fingerprint)
             steps = transitions(_current(found) if found is not None else None, desired, now)
             if found is None:
@@ -279,17 +357,29 @@ class AlertStore:
                 outcome.fired.append((desired.rule.id, desired.rule.severity))
             else:
                 row = found
-                if desired.state == "firing" and (row.summary, row.details) != (desired.summary, desired.details):
+                if row.state == "resolved" and steps:  # its cause returned: a new episode
+                    row.episode += 1
+                    row.state, row.fired_at, row.resolved_at, row.resolution = "firing", now, None, None
+                    row.historical, row.summary, row.details = desired.historical, desired.summary, desired.details
+                    conn.execute(update(Alert).where(Alert.fingerprint == row.fingerprint).values(
+                        state="firing", episode=row.episode, fired_at=now, resolved_at=None, resolution=None,
+                        historical=row.historical, summary=row.summary, details=row.details, updated_at=now))
+                    outcome.fired.append((desired.rule.id, desired.rule.severity))
+                elif desired.state == "firing" and (row.summary, row.details) != (desired.summary, desired.details):
                     conn.execute(update(Alert).where(Alert.fingerprint == row.fingerprint).values(
                         summary=desired.summary, details=desired.details, updated_at=now))
                     row.summary, row.details = desired.summary, desired.details
+            rearm = found is not None and bool(steps) and steps[0].state == "firing"
             for step in steps:
                 self._record(conn, row, step, now, subs, outcome, handoff)
             if row.state == "firing":
-                self._schedule(conn, row.fingerprint, desired, now)
+                self._schedule(conn, row.fingerprint, desired, now, rearm=rearm)
 
-    def _schedule(self, conn: Connection, fp: str, desired: Desired, now: datetime) -> None:
-        """Create the alert's timers; move pending ones whose time changed (a corrected deadline)."""
+    def _schedule(self, conn: Connection, fp: str, desired: Desired, now: datetime, *, rearm: bool = False) -> None:
+        """Create the alert's timers; move pending ones whose time changed (a corrected deadline).
+
+        `rearm` (the alert fires again): every stage is set anew, pending if still ahead.
+        """
         if not desired.timers:
             return
         have = {
@@ -300,14 +390,15 @@ class AlertStore:
         fresh = []
         for stage, when in desired.timers:
             timer = have.get(stage)
+            ahead = when > now
             if timer is None:
                 # A stage already past when the alert is first seen is recorded, never sent.
                 fresh.append({"fingerprint": fp, "stage": stage, "fire_at": when,
-                              "status": "pending" if when > now else "skipped",
-                              "done_at": None if when > now else now})
-            elif timer.status == "pending" and stage != "expire" and timer.fire_at != when:
+                              "status": "pending" if ahead else "skipped", "done_at": None if ahead else now})
+            elif rearm or (timer.status == "pending" and stage != "expire" and timer.fire_at != when):
                 conn.execute(update(AlertTimer).where(AlertTimer.fingerprint == fp, AlertTimer.stage == stage)
-                             .values(fire_at=when, status="pending" if when > now else "skipped"))
+                             .values(fire_at=when, status="pending" if ahead else "skipped",
+                                     done_at=None if ahead else now))
         if fresh:
             conn.execute(TIMER.insert(), fresh)
 
@@ -323,9 +414,10 @@ class AlertStore:
                                                   AlertTimer.status == "pending")
                          .values(status="cancelled", done_at=now))
             row.state, row.resolved_at, row.resolution = "resolved", now, step.reason
+        base = step.name.split("#", 1)[0]
         data = alert_document(row) | {
             "transition": step.name, "late": step.late,
-            "reminder": step.name.removeprefix("reminder:") if step.name.startswith("reminder:") else None,
+            "reminder": base.removeprefix("reminder:") if base.startswith("reminder:") else None,
         }
         note_id = uuid.uuid5(NAMESPACE, f"{row.fingerprint}|{step.name}")
         payload = webhook_body(step.webhook_type, now, data)
@@ -341,6 +433,7 @@ class AlertStore:
             outcome.suppressed += 1
             return
         affects = row.details.get("affects") or ([row.details["agreement"]] if row.details.get("agreement") else [])
+        sent_at = self.wall_clock() if self.wall_clock is not None else now  # the dispatcher's clock
         for sub in subs:
             if not matches(sub, row.rule, row.severity, row.subject, affects):
                 continue
@@ -348,7 +441,7 @@ class AlertStore:
             leased = handoff is not None and handoff.room.get(sub.id, 0) > 0
             if handoff is not None and leased:
                 handoff.room[sub.id] -= 1
-                outcome.handed.append(Claimed(delivery_id, sub.id, sub.url, sub.secret, payload, 0, now,
+                outcome.handed.append(Claimed(delivery_id, sub.id, sub.url, sub.secret, payload, 0, sent_at,
                                               handoff.token, handoff.lease_until, sub.previous_secret,
                                               sub.previous_secret_until))
             else:
@@ -356,7 +449,7 @@ class AlertStore:
             outcome.rows.append({
                 "id": delivery_id, "subscription_id": sub.id, "notification_id": note_id,
                 "type": step.webhook_type, "payload": payload, "status": "pending", "attempts": 0,
-                "next_attempt_at": now, "created_at": now, "seq": outcome.written,
+                "next_attempt_at": sent_at, "created_at": sent_at, "seq": outcome.written,
                 "lease_until": handoff.lease_until if leased and handoff else None,
                 "lease_token": handoff.token if leased and handoff else None,
             })
@@ -366,40 +459,72 @@ class AlertStore:
     # -- the clock ---------------------------------------------------------------------------
 
     def tick(self, now: datetime, *, limit: int = 1000) -> Outcome:
-        """Act on every timer whose moment has come: reminders, deadlines reached, expiries."""
+        """Act on the timers that are due, then fold again what a scheduled effect changed (no event needed).
+
+        Timers first: a deadline's own reminder at its time is sent before the fold that finds it met.
+        """
         outcome = Outcome()
         with self.engine.begin() as conn:
-            query = (select(AlertTimer.fingerprint, AlertTimer.stage, AlertTimer.fire_at)
-                     .where(AlertTimer.status == "pending", AlertTimer.fire_at <= now)
-                     .order_by(AlertTimer.fire_at).limit(limit))
-            due = conn.execute(query).all()
-            if not due:
-                return outcome
-            if conn.dialect.name == "postgresql":
-                # Another worker may tick or fold the same alerts: lock their subjects (in the
-                # order every writer takes them), then take the timers nobody else holds.
-                subjects = conn.execute(select(Alert.subject).distinct()
-                                        .where(Alert.fingerprint.in_({fp for fp, _, _ in due}))).scalars().all()
-                _lock_subjects(conn, sorted(subjects), now, create=False)
-                due = conn.execute(query.with_for_update(of=AlertTimer.__table__, skip_locked=True)).all()
-            by_alert: dict[str, list[tuple[str, datetime]]] = defaultdict(list)
-            for fp, stage, when in due:
-                by_alert[fp].append((stage, when))
-            alerts = {row.fingerprint: row for row in load_alerts(conn, Alert.fingerprint.in_(list(by_alert)))}
-            subs = _subscriptions(conn)
-            for fp, stages in by_alert.items():
-                row = alerts[fp]
-                steps, skipped = on_time(_current(row), stages, now, self.late_after)
-                fired = {s for s, _ in stages} - set(skipped)
-                for status, names in (("done", fired), ("skipped", set(skipped))):
-                    if names:
-                        conn.execute(update(AlertTimer).where(AlertTimer.fingerprint == fp,
-                                                              AlertTimer.stage.in_(sorted(names)))
-                                     .values(status=status, done_at=now))
-                for step in steps:
-                    self._record(conn, row, step, now, subs, outcome)
+            self._act_on_timers(conn, now, limit, outcome)
+            self._refresh_due(conn, now, outcome)
             _insert_deliveries(conn, outcome)
         return outcome
+
+    def _act_on_timers(self, conn: Connection, now: datetime, limit: int, outcome: Outcome) -> None:
+        query = (select(AlertTimer.fingerprint, AlertTimer.stage, AlertTimer.fire_at)
+                 .where(AlertTimer.status == "pending", AlertTimer.fire_at <= now)
+                 .order_by(AlertTimer.fire_at).limit(limit))
+        due = conn.execute(query).all()
+        if not due:
+            return
+        if conn.dialect.name == "postgresql":
+            # Another worker may tick or fold the same alerts: lock their subjects (in the
+            # order every writer takes them), then take the timers nobody else holds.
+            subjects = conn.execute(select(Alert.subject).distinct()
+                                    .where(Alert.fingerprint.in_({fp for fp, _, _ in due}))).scalars().all()
+            _lock_subjects(conn, sorted(subjects), now, create=False)
+            due = conn.execute(query.with_for_update(of=AlertTimer.__table__, skip_locked=True)).all()
+        by_alert: dict[str, list[tuple[str, datetime]]] = defaultdict(list)
+        for fp, stage, when in due:
+            by_alert[fp].append((stage, when))
+        alerts = {row.fingerprint: row for row in load_alerts(conn, Alert.fingerprint.in_(list(by_alert)))}
+        subs = _subscriptions(conn)
+        for fp, stages in by_alert.items():
+            row = alerts[fp]
+            steps, skipped = on_time(_current(row), stages, now, self.late_after)
+            fired = {s for s, _ in stages} - set(skipped)
+            for status, names in (("done", fired), ("skipped", set(skipped))):
+                if names:
+                    conn.execute(update(AlertTimer).where(AlertTimer.fingerprint == fp,
+                                                          AlertTimer.stage.in_(sorted(names)))
+                                 .values(status=status, done_at=now))
+            for step in steps:
+                self._record(conn, row, step, now, subs, outcome)
+
+    def _refresh_due(self, conn: Connection, now: datetime, outcome: Outcome) -> None:
+        """Subjects whose next effect has come, folded as of now and judged; then the policies due."""
+        query = select(AlertSubject.subject).where(AlertSubject.next_effect_at <= now).order_by(
+            AlertSubject.next_effect_at).limit(200)
+        if conn.dialect.name == "postgresql":
+            query = query.with_for_update(skip_locked=True)
+        subjects = list(conn.execute(query).scalars())
+        if not subjects and not policies.due(conn, now, limit=1):
+            return
+        subs = _subscriptions(conn)
+        states: dict[str, SubjectState] = {}
+        for subject in subjects:
+            bodies = conn.execute(select(AlertEvent.body).where(AlertEvent.subject == subject)).scalars()
+            states[subject] = project(subject, [parse_event_json(body) for body in bodies], as_of=now)
+        if states:
+            stmt = insert_for(conn, AlertSubject.__table__)
+            conn.execute(stmt.on_conflict_do_update(
+                index_elements=["subject"],
+                set_={"state": stmt.excluded.state, "updated_at": stmt.excluded.updated_at,
+                      "next_effect_at": stmt.excluded.next_effect_at}),
+                [{"subject": s, "state": st.model_dump_json(), "is_agreement": st.agreement is not None,
+                  "updated_at": now, "next_effect_at": st.next_effect_at} for s, st in states.items()])
+        slugs = policies.write_facts(conn, states) | set(policies.due(conn, now))
+        self._judge(conn, states, {}, slugs, subs, now, outcome, isolate=True)
 
     def next_timer(self) -> datetime | None:
         """When the next pending timer is due."""
@@ -428,20 +553,21 @@ def alert_document(row: AlertRow) -> dict[str, Any]:
         "cause": row.cause, "state": row.state, "summary": row.summary,
         "occurred_at": row.occurred_at.isoformat(), "fired_at": row.fired_at.isoformat(),
         "resolved_at": row.resolved_at.isoformat() if row.resolved_at else None,
-        "resolution": row.resolution, "historical": row.historical, "details": row.details,
+        "resolution": row.resolution, "historical": row.historical, "episode": row.episode,
+        "details": row.details,
     }
 
 
 def _current(row: AlertRow) -> Current:
     return Current(row.fingerprint, row.rule, "resolved" if row.state == "resolved" else "firing",
-                   row.fired_at, row.historical, row.details)
+                   row.fired_at, row.historical, row.details, row.episode)
 
 
 def _insert_alert(conn: Connection, d: Desired, now: datetime) -> AlertRow:
     values: dict[str, Any] = {
         "fingerprint": d.fingerprint, "rule": d.rule.id, "severity": d.rule.severity, "subject": d.subject,
         "cause": d.cause, "state": "firing", "summary": d.summary, "details": d.details,
-        "occurred_at": d.at, "historical": d.historical, "fired_at": now, "resolved_at": None,
+        "occurred_at": d.at, "historical": d.historical, "episode": 1, "fired_at": now, "resolved_at": None,
         "resolution": None, "updated_at": now,
     }
     conn.execute(ALERT.insert(), values)

@@ -75,13 +75,39 @@ class AlertParked(Base):
 
 
 class AlertSubject(Base):
-    """The folded state of a subject as the alerts worker last saw it."""
+    """The folded state of a subject, as of when the alerts worker last folded it."""
 
     __tablename__ = "alert_subjects"
 
     subject: Mapped[str] = mapped_column(String(200), primary_key=True)
     is_agreement: Mapped[bool] = mapped_column(Boolean, default=False)
     state: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[datetime]
+    next_effect_at: Mapped[datetime | None]  # when the state next changes by itself: folded again then
+
+    __table_args__ = (Index("ix_alert_subjects_due", "next_effect_at"),)
+
+
+class AlertPolicyFacts(Base):
+    """What one case says that bears on one policy (`CaseFacts` JSON), for the policy rules."""
+
+    __tablename__ = "alert_policy_facts"
+
+    policy: Mapped[str] = mapped_column(String(200), primary_key=True)
+    subject: Mapped[str] = mapped_column(String(200), primary_key=True, index=True)
+    facts: Mapped[dict[str, Any]]
+
+
+class AlertPolicy(Base):
+    """A policy's status as the alerts worker last judged it (locked while it is recomputed)."""
+
+    __tablename__ = "alert_policies"
+
+    policy: Mapped[str] = mapped_column(String(200), primary_key=True)
+    status: Mapped[str] = mapped_column(String(16))
+    blocked_in: Mapped[list[Any]]
+    since: Mapped[datetime | None]
+    next_effect_at: Mapped[datetime | None] = mapped_column(index=True)
     updated_at: Mapped[datetime]
 
 
@@ -100,6 +126,7 @@ class Alert(Base):
     details: Mapped[dict[str, Any]]
     occurred_at: Mapped[datetime]
     historical: Mapped[bool] = mapped_column(Boolean)
+    episode: Mapped[int] = mapped_column(Integer, default=1)  # times it fired: its cause may return
     fired_at: Mapped[datetime]
     resolved_at: Mapped[datetime | None]
     resolution: Mapped[str | None] = mapped_column(Text)

@@ -34,6 +34,7 @@ from services.alerts.sealing import Sealer, SealingKeyMissing
 from services.alerts.settings import AlertsSettings
 from services.alerts.statements import StoreThread
 from services.alerts.store import AlertStore, Handoff, Outcome
+from services.platform.clock import make_clock
 from services.platform.consumer import ConsumerMetrics, WorkerConsumer, worker_app
 from services.platform.db import make_engine
 from services.platform.isolation import Batch, Record, Sink
@@ -91,9 +92,14 @@ def sqlite_cache(engine: Engine, mb: int) -> None:
 class AlertsWorker:
     """Holds the store, the dispatcher and the faust app."""
 
-    def __init__(self, settings: AlertsSettings, rules: RuleSet, *, clock: Clock = utc_now) -> None:
+    def __init__(
+        self, settings: AlertsSettings, rules: RuleSet, *, clock: Clock = utc_now, rules_clock: Clock | None = None
+    ) -> None:
+        """`clock` times webhook delivery (the wall clock: receivers check signatures' timestamps against
+        theirs); `rules_clock` is the now the rules judge the facts by (an injected clock in tests and demos)."""
         self.settings = settings
         self.clock = clock
+        self.rules_clock = rules_clock or clock
         self.engine = make_engine(settings.database_url, writer=True, busy_timeout_s=settings.sqlite_busy_timeout_s)
         if self.engine.dialect.name == "sqlite":
             sqlite_cache(self.engine, settings.sqlite_cache_mb)
@@ -103,7 +109,7 @@ class AlertsWorker:
         self.store = AlertStore(
             self.engine, rules,
             notify_max_age=timedelta(seconds=settings.notify_max_age_s),
-            late_after=timedelta(seconds=settings.late_after_s),
+            late_after=timedelta(seconds=settings.late_after_s), wall_clock=clock,
         )
         self.db = StoreThread()
         # PostgreSQL takes writers side by side: the dispatcher's claims and bookings run on a
@@ -118,7 +124,7 @@ class AlertsWorker:
             concurrency=settings.endpoint_concurrency, buffer=settings.endpoint_buffer, clock=clock,
             db=self.dispatch_db,
         )
-        self.sink = AlertsSink(self.store, clock)
+        self.sink = AlertsSink(self.store, self.rules_clock)
         self.app = worker_app(settings, stream_buffer=max(4 * settings.batch_max, 4096))
         self.consumer = WorkerConsumer(self.app, settings, self.sink, CONSUMER_METRICS, name="alerts",
                                        run=self._in_store, written=self._written)
@@ -149,7 +155,7 @@ class AlertsWorker:
 
     async def _tick(self) -> None:
         try:
-            outcome = await self.db.run("tick", self.store.tick, self.clock())
+            outcome = await self.db.run("tick", self.store.tick, self.rules_clock())
         except Exception:  # the clock must keep ticking; the next tick retries
             log.exception("acting on due timers failed")
             return
@@ -196,7 +202,7 @@ def main() -> None:
         raise SystemExit(f"accordwatch alerts: {exc}") from None
     mode.loop.use("uvloop")
     try:
-        worker = AlertsWorker(settings, rules)
+        worker = AlertsWorker(settings, rules, rules_clock=make_clock(settings.clock_file))
     except SealingKeyMissing as exc:
         raise SystemExit(f"accordwatch alerts: {exc}") from None
     faust.Worker(worker.app, loglevel=settings.log_level.replace("warning", "warn")).execute_from_commandline()

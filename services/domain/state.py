@@ -1,7 +1,8 @@
 """What the fold builds for one subject: agreement status, case, deadlines, transfers.
 
 Plain data, serialisable as JSON (the projector keeps a snapshot per subject), with no
-behaviour beyond small derived properties. The fold in `fold.py` is what fills it in.
+behaviour beyond small derived properties. The fold in `fold.py` fills in the facts; the
+fields marked *as of* are derived for the time the state was folded to (`litigation.py`).
 """
 
 from __future__ import annotations
@@ -10,9 +11,9 @@ from datetime import datetime
 from typing import Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_serializer
 
-from schemas.envelope import Confidence, Moment, Source, instant
+from schemas.envelope import Confidence, Event, Moment, Source, instant
 
 AgreementStatus = Literal[
     "proposed", "negotiating", "signed", "implementing", "in_force", "suspended", "terminated"
@@ -44,6 +45,12 @@ class Provenance(Model):
     occurred_at: Moment
     confidence: Confidence
     sources: tuple[Source, ...]
+
+    @classmethod
+    def of(cls, event: Event) -> Provenance:
+        """The provenance of a validated event (its sources are not validated twice)."""
+        return cls.model_construct(event_id=event.event_id, type=event.type, occurred_at=event.occurred_at,
+                                   confidence=event.confidence, sources=tuple(event.sources))
 
 
 class Transition(Model):
@@ -84,6 +91,9 @@ class AgreementPart(Model):
     status_since: Moment | None = None
     confidence: Confidence | None = None
     history: list[Transition] = Field(default_factory=list)
+    scheduled: list[Transition] = Field(
+        default_factory=list, description="changes already decided that take effect later (effect order)"
+    )
     title: str | None = None
     kind: str | None = None
     parties: list[str] = Field(default_factory=list)
@@ -120,13 +130,21 @@ class AgreementPart(Model):
 
 
 class Ruling(Model):
+    """A ruling of the case, and (as of) where it stands."""
+
     event_id: UUID
     court: str
     outcome: str
     occurred_at: Moment
     effective_at: Moment | None
+    regions: list[str] = Field(default_factory=list, description="ISO 3166-2; empty: nationwide")
+    rulings: list[UUID] = Field(default_factory=list, description="earlier rulings it reviews, as given")
     affects: list[str]
     confidence: Confidence
+    state: Literal["scheduled", "in_force", "ended"] = Field(
+        default="scheduled", description="as of: not yet in effect, in force, or ended by a later ruling"
+    )
+    stayed_by: list[UUID] = Field(default_factory=list, description="as of: the stay decisions holding it")
 
 
 class StayRequest(Model):
@@ -137,18 +155,27 @@ class StayRequest(Model):
     respond_by: Moment | None
     affects: list[str]
     confidence: Confidence
-    status: Literal["pending", "granted", "denied", "administrative"] = "pending"
+    status: Literal["pending", "granted", "granted_in_part", "denied"] = "pending"
     decided_by: UUID | None = None
     decided_on: Moment | None = None
+
+
+StayDecisionKind = Literal["granted", "granted_in_part", "denied", "administrative", "lifted"]
 
 
 class StayDecision(Model):
     event_id: UUID
     court: str
-    decision: Literal["granted", "denied", "administrative"]
+    decision: StayDecisionKind
     occurred_at: Moment
+    effective_at: Moment | None = None
+    remaining_regions: list[str] = Field(default_factory=list)
+    rulings: list[UUID] = Field(default_factory=list, description="the rulings it names, as given")
     affects: list[str]
-    request_id: UUID | None
+    request_id: UUID | None = None
+    targets: list[UUID] = Field(
+        default_factory=list, description="the rulings it concerns: those it names, else the documented default"
+    )
     confidence: Confidence
 
 
@@ -172,40 +199,51 @@ class CasePart(Model):
     provenance: dict[str, Provenance] = Field(default_factory=dict)
 
     @property
+    def lead_court(self) -> str | None:
+        """The court the case was filed in, else the first court that ruled."""
+        return self.court or next((r.court for r in self.rulings), None)
+
+    @property
     def pending_stays(self) -> list[StayRequest]:
-        """Stay requests not yet decided."""
+        """Stay requests not yet decided (as of the state's time)."""
         return [r for r in self.stay_requests if r.status == "pending"]
 
 
+DeadlineStatus = Literal["open", "met", "stayed", "passed"]
+
+
 class Deadline(Model):
-    """A date something takes effect or is due, from a DeadlineSet or a ruling's effective_at."""
+    """A time something is due or takes effect: a DeadlineSet, a ruling's effective_at, or a stay
+    decision's effective_at that lets rulings take effect (in `regions`, or everywhere).
+
+    Its status is derived as of the state's time: `open` (ahead, and nothing holds it), `stayed`
+    (a stay holds the ruling there), `met` (the ruling took effect), `passed` (the time came;
+    for a ruling: it ended before it took effect).
+    """
 
     id: str
     subject: str
     due_at: Moment
     description: str
     kind: str
-    origin: Literal["DeadlineSet", "CourtRulingIssued"]
+    origin: Literal["DeadlineSet", "CourtRulingIssued", "StayDecided"]
     event_id: UUID
     affects: list[str] = Field(default_factory=list)
+    regions: list[str] = Field(default_factory=list, description="where it takes effect; empty: everywhere")
+    rulings: list[UUID] = Field(default_factory=list, description="the rulings that take effect")
     confidence: Confidence
-    status: Literal["open", "closed"] = "open"
-    closed_by: UUID | None = None
-    closed_reason: str | None = None
+    status: DeadlineStatus = "open"
+    status_by: UUID | None = None
+    status_reason: str | None = None
 
     @property
     def due_instant(self) -> datetime:
         """When it is due, in UTC."""
         return instant(self.due_at)
 
-    def state_at(self, now: datetime) -> Literal["open", "past", "closed"]:
-        """Closed (by a stay decision), open (still ahead of `now`) or past."""
-        if self.status == "closed":
-            return "closed"
-        return "open" if self.due_instant > now else "past"
 
-
-SortKey = tuple[datetime, datetime, str]
+SortKey = tuple[datetime, datetime, datetime, str]
+"""Effect order: (effective time, occurred_at, recorded_at, id), all UTC but the id."""
 
 
 class SubjectState(Model):
@@ -219,7 +257,25 @@ class SubjectState(Model):
     last_event_at: Moment | None = None
     last_event_id: UUID | None = None
     last_event_type: str | None = None
-    last_key: SortKey | None = None
+    last_key: SortKey | None = Field(default=None, description="effect key of the last fact in effect")
     meta_targets: set[UUID] = Field(
         default_factory=set, description="ids named by retractions and corrections"
     )
+    upcoming: datetime | None = Field(
+        default=None, description="the first effect time (or decision time) among the facts folded to come"
+    )
+    next_effect_at: datetime | None = Field(
+        default=None, description="when this state, as of its time, next changes by itself (no event needed)"
+    )
+
+    @field_serializer("meta_targets")
+    def _sorted_targets(self, targets: set[UUID]) -> list[str]:
+        return sorted(map(str, targets))  # the same state, the same JSON
+
+
+def read_state(raw: str | bytes) -> SubjectState | None:
+    """A stored state, or None if an earlier version of the fold wrote it (then it must be folded again)."""
+    try:
+        return SubjectState.model_validate_json(raw)
+    except ValidationError:
+        return None

@@ -55,6 +55,11 @@ class CommonSettings(BaseSettings):
         default=30.0, gt=0,
         description="How often Kafka clients refresh topic metadata (so added partitions are used within this).",
     )
+    clock_file: Path | None = Field(
+        default=None,
+        description="A file holding the time the services take as now (an RFC 3339 instant), for demos and "
+        "tests; unset: the system clock.",
+    )
 
 
 class WorkerSettings(CommonSettings):

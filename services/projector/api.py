@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
@@ -16,6 +16,7 @@ from sqlalchemy import Connection, Engine, text
 from services.domain.fold import Annotation
 from services.domain.state import AgreementStatus, CaseStatus, Deadline
 from services.platform.auth import Keyring, Principal, require
+from services.platform.clock import make_clock
 from services.platform.db import make_engine
 from services.platform.http import add_metrics_endpoint, install_edges
 from services.platform.openapi import install_contract
@@ -34,6 +35,7 @@ from services.projector.params import (
     SubjectFilter,
     parse_bound,
 )
+from services.projector.policy_routes import router as policies_router
 from services.projector.readmodel import queries
 from services.projector.readmodel.store import active_generation
 from services.projector.settings import ProjectorSettings
@@ -101,7 +103,7 @@ def list_agreements(
     after = position_text(_tokens(request).read(page_token, "agreements", filters), "after", "page_token")
     with _conn(request) as conn:
         page = queries.list_agreements(conn, status=status, after=after, limit=limit)
-        states = queries.subjects_states(conn, [r.id for r in page.rows])
+        states = queries.subjects_states(conn, [r.id for r in page.rows], _now(request))
     items = [agreement_out(states.get(r.id), r.id, as_of=None, known_at=None) for r in page.rows]
     return AgreementPageOut(items=items, next=_next(request, "agreements", filters, page.next_after))
 
@@ -117,11 +119,13 @@ def get_agreement(
 ) -> AgreementOut:
     """The agreement's status now, or as of a date and as known at a time."""
     as_of_at, known = parse_bound("as_of", as_of), parse_bound("known_at", known_at)
+    now = _now(request)
     with _conn(request) as conn:
-        current = queries.snapshot(conn, agreement_id)
+        current = queries.snapshot(conn, agreement_id, now)
         if current is None or current.agreement is None:
             raise _not_found("agreement", agreement_id)
-        state = queries.state_as_of(conn, agreement_id, as_of=as_of_at, known_at=known)
+        state = current if as_of_at is None and known is None else queries.state_as_of(
+            conn, agreement_id, as_of=as_of_at, known_at=known, now=now)
     return agreement_out(state, agreement_id, as_of=as_of_at, known_at=known)
 
 
@@ -191,7 +195,7 @@ def list_cases(
     after = position_text(_tokens(request).read(page_token, "cases", filters), "after", "page_token")
     with _conn(request) as conn:
         page = queries.list_cases(conn, status=status, affects=affects, after=after, limit=limit)
-        states = queries.subjects_states(conn, [r.id for r in page.rows])
+        states = queries.subjects_states(conn, [r.id for r in page.rows], now)
     items = [case_out(states.get(r.id), r.id, as_of=None, known_at=None, now=now) for r in page.rows]
     return CasePageOut(items=items, next=_next(request, "cases", filters, page.next_after))
 
@@ -201,24 +205,26 @@ def list_cases(
 def get_case(request: Request, case_id: CaseId, _: Reader, as_of: AsOf = None, known_at: KnownAt = None) -> CaseOut:
     """The case now, or as of a date and as known at a time."""
     as_of_at, known = parse_bound("as_of", as_of), parse_bound("known_at", known_at)
+    now = _now(request)
     with _conn(request) as conn:
-        current = queries.snapshot(conn, case_id)
+        current = queries.snapshot(conn, case_id, now)
         if current is None or current.case is None:
             raise _not_found("case", case_id)
-        state = queries.state_as_of(conn, case_id, as_of=as_of_at, known_at=known)
-    return case_out(state, case_id, as_of=as_of_at, known_at=known, now=_now(request))
+        state = current if as_of_at is None and known is None else queries.state_as_of(
+            conn, case_id, as_of=as_of_at, known_at=known, now=now)
+    return case_out(state, case_id, as_of=as_of_at, known_at=known, now=now)
 
 
 @router.get("/v1/deadlines", summary="Deadlines", response_model=DeadlinePageOut, responses=LISTING)
 def list_deadlines(
     request: Request,
     _: Reader,
-    status: Literal["open", "past", "closed", "all"] = "open",
+    status: Literal["open", "met", "stayed", "passed", "all"] = "open",
     subject: SubjectFilter = None,
     limit: Limit = 100,
     page_token: PageToken = None,
 ) -> DeadlinePageOut:
-    """Deadlines with the time left: open (still ahead), past, or closed by a stay decision."""
+    """Deadlines with the time left, by status as of now: open (ahead), stayed, met (took effect), passed."""
     now = _now(request)
     filters = {"status": status, "subject": subject}
     after = position_text(_tokens(request).read(page_token, "deadlines", filters), "after", "page_token")
@@ -236,10 +242,11 @@ def list_deadlines(
                     "origin": r.origin,
                     "event_id": r.event_id,
                     "affects": r.affects,
+                    "regions": r.regions,
                     "confidence": r.confidence,
                     "status": r.status,
-                    "closed_by": r.closed_by,
-                    "closed_reason": r.closed_reason,
+                    "status_by": r.status_by,
+                    "status_reason": r.status_reason,
                 }
             ),
             now,
@@ -347,12 +354,13 @@ def create_app(settings: ProjectorSettings, *, engine: Engine | None = None, clo
     )
     app.state.settings = settings
     app.state.engine = db
-    app.state.clock = clock or (lambda: datetime.now(UTC))
+    app.state.clock = clock or make_clock(settings.clock_file)
     app.state.keyring = Keyring.from_settings(settings)
     app.state.page_tokens = PageTokens(
         settings.page_token_key.get_secret_value().encode() if settings.page_token_key else None
     )
     app.include_router(router)
+    app.include_router(policies_router)
     app.include_router(status_router)
     app.include_router(calendar_router)
     add_metrics_endpoint(app)

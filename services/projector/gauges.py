@@ -1,7 +1,7 @@
 """Domain gauges of the query API, read from the active generation off the event loop, cached briefly.
 
-The four gauges a status panel needs (agreements by status, transfers per agreement,
-open deadlines and the seconds to the nearest one) are declared in `metrics.py` like
+The gauges a status panel needs (agreements by status, transfers per agreement, open
+deadlines and the seconds to the nearest one, policies by status) are declared in `metrics.py` like
 every other projector metric. In the query API process they are served by
 `ReadModelGauges`, a prometheus-client collector that reads the read model's active
 generation when a scrape collects it, keeps what it read for `ttl_s` seconds (so scrapes
@@ -26,19 +26,22 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 from sqlalchemy import Connection, Engine, func, select
 
+from services.domain.policy import PolicyStatusName
 from services.domain.state import AgreementStatus
 from services.projector import metrics
 from services.projector.readmodel.store import active_generation
-from services.projector.readmodel.tables import AgreementRow, DeadlineRow
+from services.projector.readmodel.tables import AgreementRow, DeadlineRow, PolicyRow
 
 log = logging.getLogger(__name__)
 
 STATUSES: tuple[str, ...] = get_args(AgreementStatus)
+POLICY_STATUSES: tuple[str, ...] = get_args(PolicyStatusName)
 NO_STATUS = "none"
 """The status label of an agreement whose events do not give it a status yet."""
 
 DOMAIN_GAUGES: tuple[Gauge, ...] = (
     metrics.AGREEMENTS_BY_STATUS, metrics.TRANSFERS_TOTAL, metrics.OPEN_DEADLINES, metrics.NEAREST_DEADLINE,
+    metrics.POLICIES_BY_STATUS,
 )
 
 
@@ -50,10 +53,11 @@ class DomainFigures:
     transfers: dict[str, int]
     open_deadlines: int
     nearest_deadline_s: float | None
+    policies: dict[str, int]
 
 
 def read_figures(conn: Connection, now: datetime) -> DomainFigures:
-    """Agreements by status, transfers per agreement and the open deadlines ahead of `now`."""
+    """Agreements by status, transfers per agreement, the open deadlines ahead of `now`, policies by status."""
     gen = active_generation(conn)
     by_status = dict.fromkeys(STATUSES, 0)
     for status, count in conn.execute(
@@ -71,11 +75,17 @@ def read_figures(conn: Connection, now: datetime) -> DomainFigures:
             DeadlineRow.generation == gen, DeadlineRow.status == "open", DeadlineRow.due_at > now
         )
     ).one()
+    policies = dict.fromkeys(POLICY_STATUSES, 0)
+    for status, count_ in conn.execute(
+        select(PolicyRow.status, func.count()).where(PolicyRow.generation == gen).group_by(PolicyRow.status)
+    ):
+        policies[status] = int(count_)
     return DomainFigures(
         by_status=by_status,
         transfers=transfers,
         open_deadlines=int(count),
         nearest_deadline_s=(nearest - now).total_seconds() if nearest is not None else None,
+        policies=policies,
     )
 
 
@@ -123,7 +133,11 @@ class ReadModelGauges(Collector):
             for agreement, total in figures.transfers.items():
                 metrics.TRANSFERS_TOTAL.labels(agreement).set(total)
             metrics.OPEN_DEADLINES.set(figures.open_deadlines)
-            shown = [metrics.AGREEMENTS_BY_STATUS, metrics.TRANSFERS_TOTAL, metrics.OPEN_DEADLINES]
+            metrics.POLICIES_BY_STATUS.clear()
+            for status, count in figures.policies.items():
+                metrics.POLICIES_BY_STATUS.labels(status).set(count)
+            shown = [metrics.AGREEMENTS_BY_STATUS, metrics.TRANSFERS_TOTAL, metrics.OPEN_DEADLINES,
+                     metrics.POLICIES_BY_STATUS]
             if figures.nearest_deadline_s is not None:
                 # No deadline ahead: the series is absent rather than a misleading 0.
                 metrics.NEAREST_DEADLINE.set(figures.nearest_deadline_s)

@@ -58,3 +58,10 @@ OPEN_DEADLINES = Gauge("accordwatch_projector_open_deadlines", "Open deadlines s
 NEAREST_DEADLINE = Gauge(
     "accordwatch_projector_nearest_deadline_seconds", "Seconds to the nearest open deadline"
 )
+DUE_REFOLDS = Counter(
+    "accordwatch_projector_due_refolds_total",
+    "Subjects folded again because a scheduled effect came (a ruling taking effect, a termination's date)",
+)
+POLICIES_BY_STATUS = Gauge(
+    "accordwatch_projector_policies", "Policies by status now (in_effect, blocked, partly_blocked)", ["status"]
+)

@@ -35,6 +35,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from schemas.cloudevents import from_record
+from services.platform.clock import make_clock
 from services.platform.db import make_engine
 from services.platform.isolation import Hooks, Isolator, NoDeadLetters, Parked, Record, bisect, in_thread
 from services.projector.readmodel.migrate import upgrade
@@ -145,7 +146,8 @@ def _rebuild_share(settings: ProjectorSettings, building: int, ends: dict[int, i
     """In a process of its own: rebuild these partitions up to `ends` into `building`, folded."""
     engine = make_engine(settings.database_url, writer=True)
     # Other processes fold into the same generation; after the partitions grew, the same subjects too.
-    store = ReadModelStore(engine, hold_events=settings.replay_hold_events, shared_generation=True)
+    store = ReadModelStore(engine, hold_events=settings.replay_hold_events, shared_generation=True,
+                           clock=make_clock(settings.clock_file))
     try:
         with _bulk_allocation():
             return asyncio.run(_read_share(settings, store, building, ends, batch))
@@ -337,7 +339,7 @@ def rebuild_with_progress(settings: ProjectorSettings, *, console: Console) -> R
     """The `accordwatch replay` command: a rich progress bar with events/s and lag."""
     engine = make_engine(settings.database_url, writer=True)
     upgrade(engine)
-    store = ReadModelStore(engine, hold_events=settings.replay_hold_events)
+    store = ReadModelStore(engine, hold_events=settings.replay_hold_events, clock=make_clock(settings.clock_file))
     with Progress(
         TextColumn("replaying"), BarColumn(), MofNCompleteColumn(),
         TextColumn("{task.fields[rate]:>8,.0f} events/s  lag {task.fields[lag]:,}"),

@@ -55,6 +55,10 @@ class ProjectorSettings(WorkerSettings):
         default=2, ge=1, validation_alias="ACCORDWATCH_PROJECTOR_REPLAY_PROCESSES",
         description="Processes a replay rebuilds partitions in (a rebuild has no order across subjects).",
     )
+    due_check_s: float = Field(
+        default=1.0, gt=0, validation_alias="ACCORDWATCH_PROJECTOR_DUE_CHECK_S",
+        description="How often the worker looks for subjects and policies whose scheduled effect has come.",
+    )
     session_timeout_s: float = Field(
         default=10.0, ge=6, validation_alias="ACCORDWATCH_PROJECTOR_SESSION_TIMEOUT_S",
         description="Consumer-group session timeout: how soon a dead worker's partitions are reassigned.",

@@ -83,11 +83,10 @@ class AgreementPageOut(Out):
 
 
 class DeadlineOut(Deadline):
-    """A deadline with the time left (negative once past)."""
+    """A deadline, its status as of now (open, met, stayed, passed) and the time left (negative once due)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    status: Literal["open", "past", "closed"]  # type: ignore[assignment]
     time_left_seconds: int
 
 
@@ -233,10 +232,10 @@ def agreement_out(
 
 
 def deadline_out(d: Deadline, now: datetime) -> DeadlineOut:
-    """A deadline with the time left (negative once past)."""
+    """A deadline, its status (derived as of the state's time) and the time left (negative once due)."""
     left = (d.due_instant - now).total_seconds()
     fields = {name: getattr(d, name) for name in type(d).model_fields}
-    return DeadlineOut(**{**fields, "status": d.state_at(now), "time_left_seconds": round(left)})
+    return DeadlineOut(**{**fields, "time_left_seconds": round(left)})
 
 
 def case_out(

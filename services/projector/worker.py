@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 
 import faust
 
+from services.platform.clock import make_clock
 from services.platform.consumer import ConsumerMetrics, WorkerConsumer, worker_app
 from services.platform.db import make_engine
 from services.platform.isolation import Batch, Record
@@ -51,6 +52,7 @@ class Projector:
         self.consumer = WorkerConsumer(self.app, settings, store, CONSUMER_METRICS, name="project",
                                        run=self._in_store_thread, written=self._written)
         self.app.timer(2.0)(self._refresh_staleness)
+        self.app.timer(settings.due_check_s)(self._refresh_due)
 
     def _written(self, applied: Applied, batch: Batch, records: Sequence[Record]) -> None:
         committed = time.time()
@@ -64,6 +66,15 @@ class Projector:
             self.newest_recorded_at is None or applied.newest_recorded_at > self.newest_recorded_at
         ):
             self.newest_recorded_at = applied.newest_recorded_at
+
+    async def _refresh_due(self) -> None:
+        """Current means as of now: fold again what a scheduled effect changes (no event needed)."""
+        try:
+            applied = await self._in_store_thread(self.store.refresh_due)
+        except Exception:  # the clock must keep ticking; the next tick retries
+            log.exception("re-folding subjects whose scheduled effect came failed")
+            return
+        metrics.DUE_REFOLDS.inc(applied.refolds)
 
     async def _in_store_thread(self, call: Callable[..., T], *args: Any) -> T:
         started = time.perf_counter()
@@ -83,7 +94,8 @@ def create_projector(settings: ProjectorSettings | None = None) -> Projector:
     settings = settings or ProjectorSettings()
     engine = make_engine(settings.database_url, writer=True, busy_timeout_s=settings.sqlite_busy_timeout_s)
     upgrade(engine)
-    return Projector(settings, ReadModelStore(engine, cache_subjects=settings.state_cache_subjects))
+    store = ReadModelStore(engine, cache_subjects=settings.state_cache_subjects, clock=make_clock(settings.clock_file))
+    return Projector(settings, store)
 
 
 def main() -> None:

@@ -88,6 +88,24 @@ def test_posting_a_file_again_after_a_failure_counts_nothing_twice(full_stack: R
     assert full_stack.query.get(f"/v1/agreements/{agreement}/timeline").json()["total"] == 5
 
 
+def test_policies_now_and_as_of_the_monday_before_the_ninth_circuit_order(full_stack: RunningStack) -> None:
+    cli(full_stack, "post", str(EXAMPLES))  # idempotent: the example ids are fixed
+    now = wait_for(lambda: (r := cli(full_stack, "policies")) and "mpp" in r.stdout and r, what="the policies")
+    mpp = next(line for line in now.stdout.splitlines() if line.lstrip("│ ").startswith("mpp"))
+    assert "partly blocked in US-AZ, US-CA" in mpp
+    assert "Supreme" in now.stdout  # DHS asked the Supreme Court; still pending in the articles
+    ban = next(line for line in now.stdout.splitlines() if "asylum-transit-ban" in line)
+    assert "in effect" in ban
+    monday = cli(full_stack, "policies", "--as-of", "2020-03-09")
+    assert monday.returncode == 0, monday.stderr
+    mpp = next(line for line in monday.stdout.splitlines() if line.lstrip("│ ").startswith("mpp"))
+    assert "in effect" in mpp
+    assert "2020-03-12: partly blocked in US-AZ, US-CA" in mpp
+    bad = cli(full_stack, "policies", "--as-of", "the ides of March")
+    assert bad.returncode == 1
+    assert "as_of" in bad.stderr
+
+
 def test_alerts_lists_the_seed_stay_request(full_stack: RunningStack) -> None:
     cli(full_stack, "post", str(EXAMPLES))  # idempotent: the example ids are fixed
     shown = wait_for(lambda: (r := cli(full_stack, "alerts", "--subject", "innovation-law-lab-v-wolf"))

@@ -11,6 +11,9 @@ Expectations written from the articles themselves (../shared/seeds/):
   Supreme Court steps in"; DHS asked for a stay "last week" -> a ruling_effective deadline and a
   pending stay request.
 - The Supreme Court allowed the asylum transit ban (stay granted) in September 2019.
+- Policies: `mpp` in effect on Tuesday 2020-03-10 with its next change on Thursday (partly blocked in
+  US-AZ and US-CA), and partly blocked there since (no Supreme Court decision is reported);
+  `asylum-transit-ban` in effect.
 """
 
 from __future__ import annotations
@@ -68,8 +71,18 @@ def test_examples_yield_the_statuses_the_articles_imply(any_stack: RunningStack)
     deadlines = _get(stack, "/v1/deadlines", status="all")["items"]
     ninth = [d for d in deadlines if d["subject"] == "innovation-law-lab-v-wolf"]
     assert [(d["kind"], d["due_at"][:10]) for d in ninth] == [("ruling_effective", "2020-03-12")]
-    assert ninth[0]["status"] != "closed"  # no stay decision is reported in the articles
+    assert ninth[0]["status"] == "met"  # no stay decision is reported in the articles: it took effect
     assert _get(stack, "/v1/cases/barr-v-east-bay-sanctuary-covenant")["status"] == "stayed"
+
+    # The policies the cases name: on the Tuesday of the article, MPP was still in effect, to be blocked in
+    # Arizona and California on Thursday; the articles report no Supreme Court decision, so it took effect.
+    tuesday = _get(stack, "/v1/policies/mpp", as_of="2020-03-10")
+    assert (tuesday["status"], tuesday["next_change"]["at"][:10], tuesday["next_change"]["blocked_in"]) == (
+        "in_effect", "2020-03-12", ["US-AZ", "US-CA"])
+    assert [r["court"] for r in tuesday["pending_stay_requests"]] == ["Supreme Court of the United States"]
+    policies = {p["id"]: p for p in _get(stack, "/v1/policies")["items"]}
+    assert (policies["mpp"]["status"], policies["mpp"]["blocked_in"]) == ("partly_blocked", ["US-AZ", "US-CA"])
+    assert policies["asylum-transit-ban"]["status"] == "in_effect"  # the Supreme Court allowed the rule
 
     figures = _get(stack, "/v1/statistics", metric="southwest_border_apprehensions")["items"]
     assert [f["value"] for f in figures] == [64006]

@@ -45,7 +45,7 @@ def engine(database_url: str) -> Any:
 def seed_events() -> list[Event]:
     lines = (ROOT / "examples" / "seed-timeline.ndjson").read_text().splitlines()
     events = [parse_event({**json.loads(line), "recorded_at": "2026-01-01T00:00:00Z"}) for line in lines if line]
-    return sorted(events, key=lambda e: e.sort_key)
+    return sorted(events, key=lambda e: (instant(e.occurred_at), str(e.id)))  # as it happened
 
 
 def subscribe(engine: Engine, **filters: Any) -> uuid.UUID:
@@ -278,3 +278,108 @@ def test_two_workers_evaluating_the_same_subjects_at_once_notify_each_change_onc
         "one alert per stay request, each resolved by the decision after it"
     for e in engines:
         e.dispose()
+
+
+# -- issue 13: alerts follow their cause, reminders follow deadlines, policies on the clock ------------
+
+
+def _doc(kind: str, occurred: str, data: dict[str, Any], subject: str = CASE, **extra: Any) -> Event:
+    return parse_event({"id": str(uuid.uuid4()), "type": kind, "subject": subject, "occurred_at": occurred,
+                        "recorded_at": occurred, "sources": [{"publisher": "AP", "url": "https://apnews.com/x"}],
+                        "confidence": "confirmed", "data": data, **extra})
+
+
+def _at(text_: str) -> datetime:
+    return datetime.fromisoformat(text_)
+
+
+def test_an_alert_whose_cause_returns_fires_again_with_a_new_notification(engine: Engine) -> None:
+    """Defect 5 through the store: request, decision, the decision retracted: firing, resolved, firing#2, all sent."""
+    store = AlertStore(engine, load_rules(DEFAULT_RULES))
+    sub = subscribe(engine, rules=["stay-requested"])
+    request = _doc("StayRequested", "2020-03-02T10:00:00+00:00",
+                   {"requested_by": "DHS", "court": "Supreme Court of the United States", "affects": ["mpp"]})
+    decision = _doc("StayDecided", "2020-03-04T10:00:00+00:00",
+                    {"court": "Supreme Court of the United States", "decision": "denied", "affects": ["mpp"]})
+    retraction = _doc("EventRetracted", "2020-03-05T10:00:00+00:00",
+                      {"event_id": str(decision.event_id), "reason": "the court had not ruled"})
+    for offset, (e, now) in enumerate(((request, "2020-03-02T11:00:00+00:00"), (decision, "2020-03-04T11:00:00+00:00"),
+                                       (retraction, "2020-03-05T11:00:00+00:00"))):
+        store.apply([Consumed("events", 0, offset, e)], _at(now))
+    fingerprint = f"stay-requested/{CASE}/{request.event_id}"
+    assert [(t, ok) for fp, t, ok in notifications(engine) if fp == fingerprint] == [
+        ("firing", True), ("resolved", True), ("firing#2", True)]
+    with engine.connect() as conn:
+        [alert] = load_alerts(conn, Alert.fingerprint == fingerprint)
+        queued = conn.execute(select(Delivery.type).where(Delivery.subscription_id == sub)).scalars().all()
+    assert (alert.state, alert.episode, alert.resolution) == ("firing", 2, None)
+    assert sorted(queued) == ["alert.firing", "alert.firing", "alert.resolved"]
+    # Replaying everything notifies nothing more.
+    before = notifications(engine)
+    store.apply([Consumed("events", 0, i, e) for i, e in enumerate((request, decision, retraction))],
+                _at("2020-03-06T00:00:00+00:00"))
+    assert notifications(engine) == before
+
+
+def test_reminders_follow_a_deadline_that_a_stay_holds_and_a_denial_reopens(engine: Engine) -> None:
+    """Defect 3 through the alerts: an administrative stay stops the reminders, the denial brings them back."""
+    store = AlertStore(engine, load_rules(DEFAULT_RULES))
+    scotus = "Supreme Court of the United States"
+    ruling = _doc("CourtRulingIssued", "2020-03-04T00:00:00+00:00",
+                  {"court": "U.S. Court of Appeals for the Ninth Circuit", "outcome": "blocked",
+                   "effective_at": "2020-03-12T00:00:00+00:00", "affects": ["mpp"]})
+    steps = [(ruling, "2020-03-08T01:00:00+00:00"),
+             (_doc("StayDecided", "2020-03-09T12:00:00+00:00",
+                   {"court": scotus, "decision": "administrative", "affects": ["mpp"]}), "2020-03-09T12:30:00+00:00"),
+             (_doc("StayDecided", "2020-03-10T12:00:00+00:00",
+                   {"court": scotus, "decision": "denied", "affects": ["mpp"]}), "2020-03-10T12:30:00+00:00")]
+    clock = _at("2020-03-08T01:00:00+00:00")
+    for offset, (e, applied) in enumerate(steps):
+        while clock < _at(applied):
+            store.tick(clock)
+            clock += timedelta(hours=1)
+        store.apply([Consumed("events", 0, offset, e)], clock)
+    while clock <= _at("2020-03-12T02:00:00+00:00"):
+        store.tick(clock)
+        clock += timedelta(hours=1)
+    fingerprint = f"court-deadline/{CASE}/{ruling.event_id}"
+    assert [t for fp, t, ok in notifications(engine) if fp == fingerprint and ok] == [
+        "firing", "reminder:72h", "resolved", "firing#2", "reminder:24h#2", "reminder:1h#2", "reminder:due#2",
+        "resolved#2"]
+    with engine.connect() as conn:
+        [alert] = load_alerts(conn, Alert.fingerprint == fingerprint)
+    assert (alert.state, alert.resolution) == ("resolved", "deadline reached")
+
+
+def test_a_policy_changes_on_thursday_with_no_event_and_a_stay_before_it_prevents_the_alert(engine: Engine) -> None:
+    """policy-status-changed fires when a scheduled effect comes (the tick), for the policy as a whole."""
+    from tests.chains import mpp_chain
+
+    store = AlertStore(engine, load_rules(DEFAULT_RULES))
+    sub = subscribe(engine, rules=["policy-status-changed"])
+    chain = [parse_event({**doc, "recorded_at": "2020-03-05T00:00:00Z"}) for doc in mpp_chain()]
+    store.apply([Consumed("events", 0, i, e) for i, e in enumerate(chain[:-1])], _at("2020-03-09T12:00:00+00:00"))
+
+    def policy_alerts() -> dict[str, tuple[str, str | None]]:
+        with engine.connect() as conn:
+            return {a.cause: (a.state, a.resolution)
+                    for a in load_alerts(conn, Alert.rule == "policy-status-changed", Alert.subject == "mpp")}
+
+    assert policy_alerts() == {"in_effect@2020-02-29T04:00:00+00:00": ("firing", None)}  # history: 9 days old
+    store.tick(_at("2020-03-11T23:00:00+00:00"))
+    assert len(policy_alerts()) == 1
+    store.tick(_at("2020-03-12T00:00:30+00:00"))
+    assert policy_alerts() == {
+        "in_effect@2020-02-29T04:00:00+00:00": ("resolved", "superseded"),
+        "partly_blocked@2020-03-12T00:00:00+00:00/US-AZ,US-CA": ("firing", None),
+    }
+    with engine.connect() as conn:
+        [fired] = load_alerts(conn, Alert.cause.like("partly_blocked%"))
+        queued = conn.execute(select(Delivery.type).where(Delivery.subscription_id == sub)).scalars().all()
+    assert fired.details["blocked_in"] == ["US-AZ", "US-CA"]
+    assert queued == ["alert.firing"]  # the old in_effect one was history: recorded, never sent
+    # The Supreme Court's stay of the 11th arrives late: in effect again (since the 29th), a change again.
+    store.apply([Consumed("events", 0, 99, chain[-1])], _at("2020-03-12T06:00:00+00:00"))
+    causes = policy_alerts()
+    assert causes["partly_blocked@2020-03-12T00:00:00+00:00/US-AZ,US-CA"] == ("resolved", "superseded")
+    assert causes["in_effect@2020-02-29T04:00:00+00:00"] == ("firing", None)  # it fires again: its cause is back

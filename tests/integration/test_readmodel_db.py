@@ -272,7 +272,8 @@ def test_bulk_insert_stores_what_sqlalchemy_would(database_url: str) -> None:
     with engine.begin() as conn:
         conn.execute(insert(StoredEvent), [
             {"generation": 2, "id": item.event.event_id, "subject": item.event.subject, "type": item.event.type,
-             "occurred_at": instant(item.event.occurred_at), "recorded_at": item.event.recorded_at,
+             "occurred_at": instant(item.event.occurred_at), "effective_at": instant(item.event.occurred_at),
+             "recorded_at": item.event.recorded_at,
              "confidence": item.event.confidence, "body": item.event.model_dump_json(exclude_none=True),
              "partition": item.partition, "offset": item.offset}
             for item in items if item.event is not None
@@ -281,7 +282,8 @@ def test_bulk_insert_stores_what_sqlalchemy_would(database_url: str) -> None:
     def raw(generation: int) -> list[tuple[Any, ...]]:
         with engine.connect() as conn:
             return [tuple(row) for row in conn.exec_driver_sql(
-                "SELECT id, subject, type, occurred_at, recorded_at, confidence, body, partition, \"offset\" "
+                "SELECT id, subject, type, occurred_at, effective_at, recorded_at, confidence, body, partition, "
+                "\"offset\" "
                 f"FROM {StoredEvent.__tablename__} WHERE generation = {generation} ORDER BY subject")]
 
     assert raw(1) == raw(2)
@@ -291,7 +293,8 @@ def test_bulk_insert_stores_what_sqlalchemy_would(database_url: str) -> None:
 
 def test_query_api_over_the_backend(database_url: str) -> None:
     engine = _engine(database_url)
-    ReadModelStore(engine).apply(_consumed([
+    now = datetime(2020, 3, 10, 12, tzinfo=UTC)
+    ReadModelStore(engine, clock=lambda: now).apply(_consumed([
         event("AgreementSigned", subject="us-gt-aca-2019", occurred_at="2019-07-26",
               data={"parties": ["US", "GT"]}),
         event("AgreementInForce", subject="us-gt-aca-2019", occurred_at="2019-11-21",
@@ -302,7 +305,7 @@ def test_query_api_over_the_backend(database_url: str) -> None:
               data={"court": "9th Cir.", "outcome": "blocked", "effective_at": "2020-03-12", "affects": ["mpp"]}),
     ]))
     settings = ProjectorSettings(database_url=database_url, dev_key="k" * 32)
-    with TestClient(create_app(settings, engine=engine, clock=lambda: datetime(2020, 3, 6, tzinfo=UTC))) as client:
+    with TestClient(create_app(settings, engine=engine, clock=lambda: now)) as client:
         client.headers["Authorization"] = "Bearer " + "k" * 32
         listed = client.get("/v1/agreements").json()["items"]
         assert [(a["id"], a["status"], a["transfers_total"], a["transfers_approximate"]) for a in listed] == [

@@ -20,7 +20,7 @@ from services.projector.settings import ProjectorSettings
 from tests.samples import event
 
 KEY = "k" * 32
-NOW = datetime(2020, 3, 6, tzinfo=UTC)
+NOW = datetime(2020, 3, 10, 12, tzinfo=UTC)
 
 
 def _engine(url: str) -> Engine:
@@ -63,7 +63,8 @@ SEED = [
 
 def test_domain_gauges_follow_the_active_generation_and_the_clock(database_url: str) -> None:
     engine = _engine(database_url)
-    store = ReadModelStore(engine)
+    now = [NOW]
+    store = ReadModelStore(engine, clock=lambda: now[0])  # the writer and the API on one clock
     store.apply(_consumed(SEED))
     settings = ProjectorSettings(database_url=database_url, dev_key=KEY, gauges_ttl_s=0)
     now = [NOW]
@@ -76,7 +77,7 @@ def test_domain_gauges_follow_the_active_generation_and_the_clock(database_url: 
         assert transfers == {"us-gt-aca-2019": 800, "us-hn-aca-2019": 0, "us-sv-aca-2019": 0}
         # The ruling takes effect on 2020-03-12 and the SV deadline is 2020-04-01; the HN one is past.
         assert got["accordwatch_projector_open_deadlines"] == {(): 2}
-        assert got["accordwatch_projector_nearest_deadline_seconds"] == {(): 6 * 86400}
+        assert got["accordwatch_projector_nearest_deadline_seconds"] == {(): 1.5 * 86400}
 
         # A rebuild (the same log plus the SV termination) is read only once it is swapped in.
         building = store.start_generation()

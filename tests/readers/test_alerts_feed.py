@@ -88,3 +88,32 @@ def test_an_alert_that_resolves_keeps_its_entry_id_and_moves_to_the_top(examples
     newest = _feed(stack).entries[0]
     assert _updated(newest) >= _updated(entry)
     assert entry_id(fingerprint) not in {e.id for e in _feed(stack, subject=case, state="firing").entries}
+
+
+def test_an_alert_whose_cause_returns_is_a_new_entry(examples_stack: RunningStack) -> None:
+    stack = examples_stack
+    case = f"feed-again-{uuid.uuid4().hex[:8]}"
+    today = datetime.now(UTC).date().isoformat()
+    source = [{"publisher": "Court docket"}]
+    stack.post({"type": "StayRequested", "subject": case, "occurred_at": today, "sources": source,
+                "confidence": "confirmed",
+                "data": {"requested_by": "U.S. Department of Justice", "court": SCOTUS, "affects": ["mpp"]}})
+    fingerprint = wait_for(lambda: _alerts(stack, subject=case, rule="stay-requested"),
+                           what="the stay-requested alert")[0]["id"]
+    denial = {"id": str(uuid.uuid4()), "type": "StayDecided", "subject": case, "occurred_at": today,
+              "sources": source, "confidence": "confirmed",
+              "data": {"court": SCOTUS, "decision": "denied", "affects": ["mpp"]}}
+    stack.post(denial)
+    wait_for(lambda: _alerts(stack, subject=case, rule="stay-requested", state="resolved"), what="the resolution")
+    first = next(e for e in _feed(stack, subject=case).entries if e.id == entry_id(fingerprint))
+
+    # The denial is retracted: the request is pending again, the alert fires again (episode 2).
+    stack.post({"type": "EventRetracted", "subject": case, "occurred_at": today, "sources": source,
+                "confidence": "confirmed", "data": {"event_id": denial["id"], "reason": "entered in error"}})
+    again = wait_for(lambda: [a for a in _alerts(stack, subject=case, rule="stay-requested", state="firing")
+                              if a["episode"] == 2], what="the alert firing again")
+    assert again[0]["id"] == fingerprint
+    entries = _feed(stack, subject=case).entries
+    assert [e.id for e in entries] == [entry_id(fingerprint, 2)]
+    assert "Resolved" not in entries[0].title
+    assert datetime.fromisoformat(entries[0].published) > datetime.fromisoformat(first.published)

@@ -92,8 +92,8 @@ def test_calendar_follows_deadlines_as_they_open_move_and_close(examples_stack: 
     moved = f"{today + timedelta(days=7)}T17:00:00Z"
     stack.post(
         _event("EventCorrected", case, today.isoformat(), event_id=deadline["id"], changes={"data": {"due_at": moved}}),
-        _event("StayDecided", case, (today + timedelta(days=1)).isoformat(), court=SCOTUS, decision="granted",
-               affects=["mpp"]),
+        # Decided today: a decision dated tomorrow is not yet a fact today (it would only count once its day came).
+        _event("StayDecided", case, today.isoformat(), court=SCOTUS, decision="granted", affects=["mpp"]),
     )
     wait_for(lambda: stack.query.get(f"/v1/cases/{case}").json()["status"] == "stayed", what="the stay decision")
     after = _by_uid(_fetch(stack)[0])

@@ -52,6 +52,39 @@ def test_overview_lists_every_agreement_with_the_status_the_examples_imply(
     desktop.assert_clean()
 
 
+def _policies(visit: Visit) -> dict[str, str]:
+    """Each policy row's status as the reader sees it ("partly blocked")."""
+    rows = visit.page.locator("#policies tbody tr[data-policy]")
+    return {
+        rows.nth(i).get_attribute("data-policy") or "": rows.nth(i).locator("td[data-status] .badge").inner_text()
+        for i in range(rows.count())
+    }
+
+
+def test_overview_shows_each_policy_where_it_is_blocked_and_its_next_change(
+    examples_stack: RunningStack, desktop: Visit
+) -> None:
+    # Now: the Ninth Circuit's order took effect on Thursday 2020-03-12 in Arizona and California;
+    # DHS's request to the Supreme Court is still pending in the articles. (Other readers' tests add
+    # cases of their own, dated today: they may add rows' details, not change these statuses.)
+    desktop.goto(f"{_base(examples_stack)}/status")
+    policies = _policies(desktop)
+    assert policies["mpp"] == "partly blocked"
+    assert policies["asylum-transit-ban"] == "in effect"
+    mpp = desktop.page.locator("tr[data-policy='mpp']").inner_text()
+    assert "Arizona (US-AZ), California (US-CA)" in mpp
+    assert "U.S. Court of Appeals for the Ninth Circuit" in mpp
+    assert "U.S. Department of Homeland Security asked Supreme Court of the United States" in mpp
+
+    # On Tuesday 2020-03-10 it was in effect everywhere, with Thursday's change ahead.
+    desktop.goto(f"{_base(examples_stack)}/status?as_of=2020-03-10")
+    assert _policies(desktop) == {"mpp": "in effect", "asylum-transit-ban": "in effect"}
+    upcoming = desktop.page.locator("tr[data-policy='mpp'] td.next-change").inner_text()
+    assert "2020-03-12: partly blocked in Arizona (US-AZ), California (US-CA)" in upcoming
+    assert "none scheduled" in desktop.page.locator("tr[data-policy='asylum-transit-ban'] td.next-change").inner_text()
+    desktop.assert_clean()
+
+
 def test_as_of_picker_shows_the_state_on_that_date_with_a_shareable_url(
     examples_stack: RunningStack, desktop: Visit
 ) -> None:

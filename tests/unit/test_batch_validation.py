@@ -113,7 +113,7 @@ def test_records_of_a_batch_carry_each_event_its_own_headers_and_body() -> None:
             ("ce_specversion", b"1.0"), ("ce_id", str(e.id).encode()), ("ce_type", e.type.encode()),
             ("ce_source", b"accordwatch/ingest/dev"), ("ce_subject", e.subject.encode()),
             ("ce_time", instant(e.occurred_at).isoformat().encode()),
-            ("ce_dataschema", f"urn:accordwatch:schema:{e.type}:v1".encode()),
+            ("ce_dataschema", f"urn:accordwatch:schema:{e.type}:v{e.schema_version}".encode()),
             ("ce_recordedat", now.isoformat().encode()), ("content-type", b"application/json"),
         ]
     assert to_record(events[0], source="accordwatch/ingest/dev") == records[0]

@@ -34,7 +34,7 @@ def test_each_type_accepts_a_valid_example(event_type: str) -> None:
     parsed = parse_event(event(event_type))
     assert parsed.type == event_type
     assert type(parsed).__name__ == event_type
-    assert parsed.schema_version == 1
+    assert parsed.schema_version == EVENT_TYPES[event_type].SCHEMA_VERSION
 
 
 def _required_data_fields() -> list[tuple[str, str]]:

@@ -17,6 +17,8 @@ from services.domain.fold import project
 from tests.samples import event
 
 NOW = datetime(2020, 3, 9, 12, tzinfo=UTC)
+LATER = datetime(2020, 3, 11, 12, tzinfo=UTC)
+"""After the Supreme Court's decision of 2020-03-11 (facts count from when they are decided)."""
 RULES = load_rules(DEFAULT_RULES)
 
 
@@ -27,7 +29,7 @@ def ev(event_type: str, **overrides: Any) -> Event:
 
 def desired(events: list[Event], *, now: datetime = NOW, rules: RuleSet = RULES, new: list[Event] | None = None,
             firing: dict[str, frozenset[str]] | None = None, known: frozenset[str] = frozenset()) -> list[Desired]:
-    state = project(events[0].subject, events)
+    state = project(events[0].subject, events, as_of=now)
     ctx = Context(now=now, known_agreements=known, firing=firing or {})
     return evaluate(rules, state, events if new is None else new, ctx)
 
@@ -42,7 +44,7 @@ def by_rule(found: list[Desired], rule: str) -> list[Desired]:
 def test_the_default_rules_file_has_every_default_rule() -> None:
     assert {r.id for r in RULES.rules} == {
         "stay-requested", "court-deadline", "ruling-issued", "agreement-status-changed",
-        "transfers-without-force", "transfer-target-reached",
+        "transfers-without-force", "transfer-target-reached", "policy-status-changed",
     }
     deadline = RULES.by_id("court-deadline")
     assert deadline is not None
@@ -78,7 +80,7 @@ def test_stay_requested_fires_critical_then_resolves_when_decided() -> None:
     [fired] = by_rule(desired([request]), "stay-requested")
     assert (fired.state, fired.rule.severity, fired.cause) == ("firing", "critical", str(request.event_id))
     decision = ev("StayDecided", occurred_at="2020-03-11")
-    [after] = by_rule(desired([request, decision]), "stay-requested")
+    [after] = by_rule(desired([request, decision], now=LATER), "stay-requested")
     assert (after.fingerprint, after.state, after.resolution) == (fired.fingerprint, "resolved", "stay granted")
 
 
@@ -96,12 +98,12 @@ def test_a_granted_stay_resolves_the_ruling_deadline_but_a_denied_one_does_not()
     ruling = ev("CourtRulingIssued", occurred_at="2020-03-08")
     request = ev("StayRequested", occurred_at="2020-03-08")
     granted = ev("StayDecided", occurred_at="2020-03-11")
-    [resolved] = by_rule(desired([ruling, request, granted]), "court-deadline")
+    [resolved] = by_rule(desired([ruling, request, granted], now=LATER), "court-deadline")
     assert resolved.state == "resolved"
     assert "stay granted" in (resolved.resolution or "")
     denied = ev("StayDecided", occurred_at="2020-03-11", data={"court": "Supreme Court of the United States",
                                                               "decision": "denied", "affects": ["mpp"]})
-    [still] = by_rule(desired([ruling, request, denied]), "court-deadline")
+    [still] = by_rule(desired([ruling, request, denied], now=LATER), "court-deadline")
     assert still.state == "firing"
 
 
@@ -166,11 +168,29 @@ def test_an_alert_fires_once_and_resolves_once() -> None:
     assert [t.name for t in transitions(None, fired, NOW)] == ["firing"]
     firing = Current(fired.fingerprint, "stay-requested", "firing", NOW, False)
     assert transitions(firing, fired, NOW) == []
-    [resolved] = by_rule(desired([request, ev("StayDecided", occurred_at="2020-03-11")]), "stay-requested")
+    [resolved] = by_rule(desired([request, ev("StayDecided", occurred_at="2020-03-11")], now=LATER),
+                         "stay-requested")
     assert [t.name for t in transitions(firing, resolved, NOW)] == ["resolved"]
     done = Current(fired.fingerprint, "stay-requested", "resolved", NOW, False)
     assert transitions(done, resolved, NOW) == []
-    assert transitions(done, fired, NOW) == [], "a resolved alert never fires again"
+
+
+def test_an_alert_whose_cause_returns_fires_again() -> None:
+    """Defect 5: the decision that resolved it is retracted: same fingerprint, a new episode, a new notification."""
+    request = ev("StayRequested", occurred_at="2020-03-08")
+    decision = ev("StayDecided", occurred_at="2020-03-11")
+    retraction = ev("EventRetracted", subject=request.subject, occurred_at="2020-03-11",
+                    data={"event_id": str(decision.event_id), "reason": "misreported"})
+    [resolved] = by_rule(desired([request, decision], now=LATER), "stay-requested")
+    [again] = by_rule(desired([request, decision, retraction], now=LATER), "stay-requested")
+    assert (again.fingerprint, again.state) == (resolved.fingerprint, "firing")
+    done = Current(resolved.fingerprint, "stay-requested", "resolved", NOW, True)
+    [step] = transitions(done, again, LATER)
+    assert (step.name, step.state, step.webhook_type) == ("firing#2", "firing", "alert.firing")
+    second = Current(resolved.fingerprint, "stay-requested", "firing", LATER, False, episode=2)
+    assert [t.name for t in transitions(second, resolved, LATER)] == ["resolved#2"]
+    steps, _ = on_time(second, [("24h", LATER)], LATER, timedelta(seconds=60))
+    assert [t.name for t in steps] == ["reminder:24h#2"]
 
 
 def test_reminders_at_each_lead_time_with_a_fake_clock() -> None:

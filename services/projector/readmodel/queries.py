@@ -11,13 +11,18 @@ from uuid import UUID
 from sqlalchemy import Connection, Integer, Row, Select, and_, cast, func, select
 
 from schemas.envelope import Event
-from services.domain.fold import Annotation, bounded_figure, project, resolve
-from services.domain.state import SubjectState
-from services.projector.readmodel.store import active_generation, load_events, stored_event, stored_state
+from services.domain.fold import Annotation, bounded_figure, effect_key, project, resolve
+from services.domain.litigation import case_facts
+from services.domain.policy import PolicyStatus, policy_status
+from services.domain.state import SubjectState, read_state
+from services.projector.readmodel.policies import facts_of
+from services.projector.readmodel.store import active_generation, load_events, stored_event
 from services.projector.readmodel.tables import (
     AgreementRow,
     CaseRow,
     DeadlineRow,
+    PolicyFactRow,
+    PolicyRow,
     StatisticRow,
     StoredEvent,
     SubjectSnapshot,
@@ -40,30 +45,30 @@ def _page(conn: Connection, stmt: Select[Any], key: Any, after: str | None, limi
     return Page(rows, str(getattr(rows[-1], key.key)) if more and rows else None)
 
 
-def snapshot(conn: Connection, subject: str) -> SubjectState | None:
-    """The current folded state of a subject."""
+def snapshot(conn: Connection, subject: str, now: datetime) -> SubjectState | None:
+    """The state of a subject now: its snapshot, or a fold as of now when that is due (or unreadable)."""
     gen = active_generation(conn)
-    raw = conn.execute(
-        select(SubjectSnapshot.state).where(
+    row = conn.execute(
+        select(SubjectSnapshot.state, SubjectSnapshot.next_effect_at).where(
             SubjectSnapshot.generation == gen, SubjectSnapshot.subject == subject
         )
-    ).scalar_one_or_none()
-    if raw is None:
+    ).one_or_none()
+    if row is None:
         return None
-    # A snapshot holding what the contract now refuses: fold the events that still stand.
-    return stored_state(raw) or project(subject, load_events(conn, gen, subject))
+    state = read_state(row.state) if row.next_effect_at is None or row.next_effect_at > now else None
+    return state if state is not None else project(subject, load_events(conn, gen, subject), as_of=now)
 
 
 def state_as_of(
-    conn: Connection, subject: str, *, as_of: datetime | None, known_at: datetime | None
+    conn: Connection, subject: str, *, as_of: datetime | None, known_at: datetime | None, now: datetime
 ) -> SubjectState | None:
-    """The state of a subject as of a world time and as known at a recording time."""
+    """The state of a subject as of an effect time (default: now) and as known at a recording time."""
     if as_of is None and known_at is None:
-        return snapshot(conn, subject)
+        return snapshot(conn, subject, now)
     events = load_events(conn, active_generation(conn), subject)
     if not events:
         return None
-    return project(subject, events, as_of=as_of, known_at=known_at)
+    return project(subject, events, as_of=now if as_of is None else as_of, known_at=known_at)
 
 
 def list_agreements(conn: Connection, *, status: str | None, after: str | None, limit: int) -> Page:
@@ -74,16 +79,18 @@ def list_agreements(conn: Connection, *, status: str | None, after: str | None, 
     return _page(conn, stmt, AgreementRow.id, after, limit)
 
 
-def subjects_states(conn: Connection, subjects: Sequence[str]) -> dict[str, SubjectState]:
+def subjects_states(conn: Connection, subjects: Sequence[str], now: datetime) -> dict[str, SubjectState]:
+    """The states of subjects now (snapshots; a fold as of now for one whose snapshot is due)."""
     gen = active_generation(conn)
-    return {
-        s: stored_state(raw) or project(s, load_events(conn, gen, s))
-        for s, raw in conn.execute(
-            select(SubjectSnapshot.subject, SubjectSnapshot.state).where(
-                SubjectSnapshot.generation == gen, SubjectSnapshot.subject.in_(subjects)
-            )
+    states: dict[str, SubjectState] = {}
+    for subject, raw, due in conn.execute(
+        select(SubjectSnapshot.subject, SubjectSnapshot.state, SubjectSnapshot.next_effect_at).where(
+            SubjectSnapshot.generation == gen, SubjectSnapshot.subject.in_(subjects)
         )
-    }
+    ):
+        state = read_state(raw) if due is None or due > now else None
+        states[subject] = state if state is not None else project(subject, load_events(conn, gen, subject), as_of=now)
+    return states
 
 
 def list_cases(conn: Connection, *, status: str | None, affects: str | None, after: str | None,
@@ -115,7 +122,7 @@ class TimelineEntry:
 
 
 def timeline(conn: Connection, subject: str, *, known_at: datetime | None) -> list[TimelineEntry]:
-    """Every event of a subject in world order, with retractions and corrections applied and shown."""
+    """Every event of a subject in effect order, with retractions and corrections applied and shown."""
     gen = active_generation(conn)
     rows = conn.execute(
         select(StoredEvent.body, StoredEvent.partition, StoredEvent.offset).where(
@@ -130,10 +137,10 @@ def timeline(conn: Connection, subject: str, *, known_at: datetime | None) -> li
         events.append(event)
     resolution = resolve(events, known_at)
     effective = {e.event_id: e for e in resolution.facts}
+    shown = [effective.get(e.event_id, e) for e in resolution.events]
     return [
-        TimelineEntry(effective.get(e.event_id, e), resolution.annotations[e.event_id],
-                      *positions[e.event_id])
-        for e in sorted(resolution.events, key=lambda e: effective.get(e.event_id, e).sort_key)  # type: ignore[union-attr]
+        TimelineEntry(e, resolution.annotations[e.event_id], *positions[e.event_id])
+        for e in sorted(shown, key=effect_key)
     ]
 
 
@@ -165,10 +172,8 @@ def deadlines(conn: Connection, *, status: str, subject: str | None, now: dateti
         stmt = stmt.where(DeadlineRow.subject == subject)
     if status == "open":
         stmt = stmt.where(and_(DeadlineRow.status == "open", DeadlineRow.due_at > now))
-    elif status == "past":
-        stmt = stmt.where(and_(DeadlineRow.status == "open", DeadlineRow.due_at <= now))
-    elif status == "closed":
-        stmt = stmt.where(DeadlineRow.status == "closed")
+    elif status != "all":
+        stmt = stmt.where(DeadlineRow.status == status)
     return _page(conn, stmt, DeadlineRow.id, after, limit)
 
 
@@ -205,3 +210,41 @@ def statistics(conn: Connection, *, metric: str | None, subject: str | None, aft
     if subject:
         stmt = stmt.where(StatisticRow.subject == subject)
     return _page(conn, stmt, StatisticRow.event_id, after, limit)
+
+
+# -- policies --------------------------------------------------------------------------------------
+
+
+def policy_exists(conn: Connection, slug: str) -> bool:
+    """Whether any case names the policy."""
+    gen = active_generation(conn)
+    query = select(PolicyFactRow.case).where(PolicyFactRow.generation == gen, PolicyFactRow.policy == slug).limit(1)
+    return conn.execute(query).first() is not None
+
+
+def policies_now(conn: Connection, slugs: Sequence[str], now: datetime) -> dict[str, PolicyStatus]:
+    """Policies as of now, from the facts the cases stored."""
+    gen = active_generation(conn)
+    return {slug: policy_status(slug, facts, now) for slug, facts in facts_of(conn, gen, slugs).items()}
+
+
+def policy_as_of(conn: Connection, slug: str, *, as_of: datetime, known_at: datetime | None) -> PolicyStatus:
+    """A policy as of a time and as known at a time, from the events of the cases that name it."""
+    gen = active_generation(conn)
+    cases = list(conn.execute(select(PolicyFactRow.case).where(
+        PolicyFactRow.generation == gen, PolicyFactRow.policy == slug).order_by(PolicyFactRow.case)).scalars())
+    facts = []
+    for case in cases:
+        state = project(case, load_events(conn, gen, case), as_of=as_of, known_at=known_at)
+        if state.case is not None:
+            facts.append(case_facts(case, state.case))
+    return policy_status(slug, facts, as_of)
+
+
+def list_policies(conn: Connection, *, status: str | None, after: str | None, limit: int) -> Page:
+    """Policy ids in order, a page at a time (the `policies` table has a row for every policy)."""
+    gen = active_generation(conn)
+    stmt = select(PolicyRow.id).where(PolicyRow.generation == gen)
+    if status:
+        stmt = stmt.where(PolicyRow.status == status)
+    return _page(conn, stmt, PolicyRow.id, after, limit)

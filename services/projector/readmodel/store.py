@@ -8,6 +8,7 @@ batch came from. Redelivery after a crash or rebalance is therefore a no-op.
 from __future__ import annotations
 
 import zlib
+from bisect import bisect_right
 from collections import OrderedDict, defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -17,23 +18,25 @@ from operator import itemgetter
 from typing import Any, cast
 from uuid import UUID
 
-from pydantic import ValidationError
 from sqlalchemy import Connection, Engine, Table, and_, bindparam, delete, func, select, update
 
 from schemas.envelope import Event, instant
 from schemas.events import StatisticReported
 from schemas.registry import InvalidEvent, parse_event_json
-from services.domain.fold import advance, fold, fold_sorted, is_meta, resolve
-from services.domain.state import SortKey, SubjectState
+from services.domain.fold import advance, effect_key, fold, fold_pairs, is_meta, resolve, settle
+from services.domain.state import SortKey, SubjectState, read_state
 from services.platform.db import dialect_insert
 from services.platform.isolation import Batch, Consumed, Parked, Sink
 from services.platform.positions import load_positions, save_positions
+from services.projector.readmodel import policies
 from services.projector.readmodel.tables import (
     AgreementRow,
     CaseRow,
     ConsumerOffset,
     DeadlineRow,
     ParkedEvent,
+    PolicyFactRow,
+    PolicyRow,
     ProjectionGeneration,
     StatisticRow,
     StoredEvent,
@@ -60,15 +63,15 @@ class Applied:
 
 
 SubjectRows = tuple[dict[tuple[Any, ...], dict[str, Any]], ...]
-"""A subject's rows in agreements, cases, deadlines and transfers (in `_ROW_TABLES` order), by key."""
+"""A subject's rows in agreements, cases, deadlines, transfers and policy facts (`_ROW_TABLES` order), by key."""
 WrittenRows = tuple[dict[tuple[Any, ...], tuple[Any, ...]], ...]
 """The same as written, each row as the tuple of its values (a third of a dict's memory)."""
 
 _ROW_TABLES: tuple[tuple[Any, Any], ...] = (
     (AgreementRow, AgreementRow.id), (CaseRow, CaseRow.id),
-    (DeadlineRow, DeadlineRow.subject), (TransferRow, TransferRow.agreement),
+    (DeadlineRow, DeadlineRow.subject), (TransferRow, TransferRow.agreement), (PolicyFactRow, PolicyFactRow.case),
 )
-_NO_ROWS: WrittenRows = ({}, {}, {}, {})
+_NO_ROWS: WrittenRows = ({}, {}, {}, {}, {})
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,10 +132,10 @@ def active_generation(conn: Connection, *, lock: bool = False) -> int:
 
 
 def load_events(conn: Connection, generation: int, subject: str, *, since: datetime | None = None) -> list[Event]:
-    """Every stored event of a subject (those that occurred at or after `since`, when given)."""
+    """Every stored event of a subject (those taking effect at or after `since`, when given)."""
     query = select(StoredEvent.body).where(StoredEvent.generation == generation, StoredEvent.subject == subject)
     if since is not None:
-        query = query.where(StoredEvent.occurred_at >= since)
+        query = query.where(StoredEvent.effective_at >= since)
     return [event for body in conn.execute(query).scalars() if (event := stored_event(body)) is not None]
 
 
@@ -150,12 +153,9 @@ def stored_event(body: str) -> Event | None:
         return None
 
 
-def stored_state(raw: str | bytes) -> SubjectState | None:
-    """A stored snapshot, or None if it holds what the contract now refuses (fold the stored events instead)."""
-    try:
-        return SubjectState.model_validate_json(raw)
-    except ValidationError:
-        return None
+def utc_now() -> datetime:
+    """The wall clock (the default of the stores' injected clock)."""
+    return datetime.now(UTC)
 
 
 class ReadModelStore(Sink[Applied]):
@@ -170,11 +170,14 @@ class ReadModelStore(Sink[Applied]):
     transaction fails.
     """
 
-    def __init__(self, engine: Engine, *, cache_subjects: int = 1000, hold_events: int = 100_000,
-                 shared_generation: bool = False) -> None:
+    def __init__(
+        self, engine: Engine, *, cache_subjects: int = 1000, hold_events: int = 100_000,
+        shared_generation: bool = False, clock: Callable[[], datetime] = utc_now,
+    ) -> None:
         self.engine = engine
         self.shared_generation = shared_generation
         """Other writers fold into the same (building) generation at once: lock subjects there too."""
+        self.clock = clock
         self.cache_subjects = cache_subjects
         self.hold_events = hold_events
         self._cache: OrderedDict[tuple[int, str], _Cached] = OrderedDict()
@@ -271,6 +274,37 @@ class ReadModelStore(Sink[Applied]):
         return sorted((Consumed(topic, int(r.partition), int(r.offset), by_id[r.id], r.body.encode()) for r in rows),
                       key=lambda c: (c.partition, c.offset))
 
+    def refresh_due(self, *, limit: int = 200) -> Applied:
+        """Fold again, as of now, the subjects whose next scheduled effect has come (no event needed),
+        and recompute the policies whose next effect has come. One transaction; the projector's timer.
+
+        On PostgreSQL the due snapshots are locked (skipping those a batch is writing: it folds
+        them as of now itself), so two workers never write one subject's rows at once.
+        """
+        applied = Applied()
+        now = self.clock()
+        try:
+            with self.engine.begin() as conn:
+                gen = active_generation(conn, lock=True)
+                query = (select(SubjectSnapshot.subject)
+                         .where(SubjectSnapshot.generation == gen, SubjectSnapshot.next_effect_at <= now)
+                         .order_by(SubjectSnapshot.next_effect_at).limit(limit))
+                if conn.dialect.name == "postgresql":
+                    query = query.with_for_update(skip_locked=True)
+                states = {}
+                for subject in conn.execute(query).scalars():
+                    self._cache.pop((gen, subject), None)
+                    states[subject] = fold(subject, resolve(load_events(conn, gen, subject)), as_of=now)
+                if states:
+                    self._write_rows(conn, gen, states, {}, {}, now)
+                policies.refresh(conn, gen, policies.due(conn, gen, now), now)
+        except BaseException:
+            self._cache.clear()
+            raise
+        applied.subjects.update(states)
+        applied.refolds = len(states)
+        return applied
+
     def _insert_new(
         self, conn: Connection, gen: int, batch: Sequence[Consumed], applied: Applied
     ) -> list[Event]:
@@ -293,7 +327,7 @@ class ReadModelStore(Sink[Applied]):
     def _previous_states(
         self, conn: Connection, gen: int, subjects: list[str], *, lock: bool
     ) -> tuple[dict[str, SubjectState], dict[str, _Cached], set[str]]:
-        """The stored state of each subject that has a readable one, which came from the cache, and which have one.
+        """The stored state of each subject that has one, which came from the cache, which could not be read.
 
         With `lock` (PostgreSQL, a batch into the active generation, where another worker may
         fold the same subjects) the subjects' snapshot rows are locked until the transaction
@@ -328,21 +362,26 @@ class ReadModelStore(Sink[Applied]):
                 cached[subject] = entry
             else:
                 missing.append(subject)
+        unreadable: set[str] = set()
         if missing:
-            for subject, state in conn.execute(
+            for subject, raw in conn.execute(
                 select(SubjectSnapshot.subject, SubjectSnapshot.state).where(
                     SubjectSnapshot.generation == gen, SubjectSnapshot.subject.in_(missing)
                 )
             ):
-                if (readable := stored_state(state)) is not None:
-                    states[subject] = readable
-        return states, cached, set(stamps)
+                state = read_state(raw)
+                if state is None:
+                    unreadable.add(subject)
+                else:
+                    states[subject] = state
+        return states, cached, unreadable
 
     def _refold(
         self, conn: Connection, gen: int, by_subject: dict[str, list[Event]], applied: Applied, *, lock: bool
     ) -> None:
         subjects = sorted(by_subject)
-        previous_states, cached, stored = self._previous_states(conn, gen, subjects, lock=lock)
+        now = self.clock()
+        previous_states, cached, unreadable = self._previous_states(conn, gen, subjects, lock=lock)
         states: dict[str, SubjectState] = {}
         statistics: list[dict[str, Any]] = []
         refolded: list[str] = []
@@ -353,25 +392,24 @@ class ReadModelStore(Sink[Applied]):
             entry = cached.get(subject)
             usable: tuple[_Checkpoint, ...] = ()
             if entry is not None and entry.checkpoints:
-                earliest = min(e.sort_key for e in new_events)
+                earliest = min(effect_key(e) for e in new_events)
                 usable = tuple(c for c in entry.checkpoints if c.key < earliest)
             # In place: the state is either freshly parsed or the cache's own (dropped on rollback).
-            state = advance(previous, new_events, in_place=True) if previous is not None else None
+            state = advance(previous, new_events, as_of=now, in_place=True) if previous is not None else None
             if state is None and usable and previous is not None and not previous.meta_targets:
-                tail = _from_checkpoint(conn, gen, subject, usable)
+                tail = _from_checkpoint(conn, gen, subject, usable, now)
                 if tail is not None:
                     state, usable = tail
                     applied.refolds += 1
             if state is None:
-                # A subject whose snapshot cannot be read any more is re-folded from its stored events.
-                everything = load_events(conn, gen, subject) if subject in stored else new_events
-                resolution = resolve(everything)
+                stored = previous is not None or subject in unreadable
+                resolution = resolve(load_events(conn, gen, subject) if stored else new_events)
                 if resolution.meta_targets:
-                    state, usable = fold(subject, resolution), ()
+                    state, usable = fold(subject, resolution, as_of=now), ()
                 else:
-                    keys = resolution.fact_keys or [e.sort_key for e in resolution.facts]
                     state, usable = _fold_checkpointed(
-                        SubjectState(subject=subject), list(zip(keys, resolution.facts, strict=True)), ())
+                        SubjectState(subject=subject),
+                        list(zip(resolution.fact_keys, resolution.facts, strict=True)), (), now)
                 refolded.append(subject)
                 statistics.extend(_statistic_row(gen, e) for e in resolution.facts
                                   if isinstance(e, StatisticReported))
@@ -387,16 +425,20 @@ class ReadModelStore(Sink[Applied]):
                 StatisticRow.generation == gen, StatisticRow.subject.in_(refolded)))
         if statistics:
             conn.execute(_statement(conn, "statistics", _insert_statistics), statistics)
-        self._write_rows(conn, gen, states, {s: e.rows for s, e in cached.items()}, checkpoints)
+        self._write_rows(conn, gen, states, {s: e.rows for s, e in cached.items()}, checkpoints, now)
 
     def _write_rows(
         self, conn: Connection, gen: int, states: dict[str, SubjectState], written: dict[str, WrittenRows],
-        checkpoints: dict[str, tuple[_Checkpoint, ...]],
+        checkpoints: dict[str, tuple[_Checkpoint, ...]], as_of: datetime,
     ) -> None:
-        """Write the rows of each state: only what changed where `written` has the rows in the database."""
+        """Write the rows of each state (only what changed where `written` has the rows in the database),
+        then the status of every policy whose facts changed, as of `as_of`."""
         now = datetime.now(UTC)
         unknown = [s for s in states if s not in written]
+        policies_touched: set[str] = set()
         if unknown:
+            policies_touched.update(conn.execute(select(PolicyFactRow.policy).where(
+                PolicyFactRow.generation == gen, PolicyFactRow.case.in_(unknown))).scalars())
             for table, column in _ROW_TABLES:
                 conn.execute(delete(table).where(table.generation == gen, column.in_(unknown)))
         upserts: dict[Any, list[dict[str, Any]]] = defaultdict(list)
@@ -412,6 +454,8 @@ class ReadModelStore(Sink[Applied]):
                 removals[table].extend(key for key in old if key not in new)
                 now_written.append(values)
             fresh[subject] = tuple(now_written)
+        policies_touched.update(row["policy"] for row in upserts[PolicyFactRow])
+        policies_touched.update(key[0] for key in removals[PolicyFactRow])
         for table, keys in removals.items():
             if keys:
                 _delete_keys(conn, table, gen, keys)
@@ -424,13 +468,14 @@ class ReadModelStore(Sink[Applied]):
             _statement(conn, "snapshots", partial(_upsert_rows, table=SubjectSnapshot)),
             [
                 {"generation": gen, "subject": s, "state": snapshots[s],
-                 "event_count": st.event_count, "updated_at": now}
+                 "event_count": st.event_count, "updated_at": now, "next_effect_at": st.next_effect_at}
                 for s, st in states.items()
             ],
         )
         for subject, state in states.items():
             kept = _next_checkpoints(state, checkpoints.get(subject, ()), snapshots[subject])
             self._remember(gen, subject, _Cached(state, fresh[subject], now, kept))
+        policies.refresh(conn, gen, policies_touched, as_of)
 
     def _remember(self, gen: int, subject: str, entry: _Cached) -> None:
         key = (gen, subject)
@@ -525,38 +570,40 @@ def _insert_placeholders(conn: Connection) -> Any:
 
 
 def _from_checkpoint(
-    conn: Connection, gen: int, subject: str, kept: tuple[_Checkpoint, ...]
+    conn: Connection, gen: int, subject: str, kept: tuple[_Checkpoint, ...], now: datetime
 ) -> tuple[SubjectState, tuple[_Checkpoint, ...]] | None:
     """Re-fold from the newest checkpoint with the stored events after it (None: a retraction among them)."""
     checkpoint = kept[-1]
     state = SubjectState.model_validate_json(zlib.decompress(checkpoint.state))
     later = load_events(conn, gen, subject, since=checkpoint.key[0])
-    after = sorted((pair for pair in ((event.sort_key, event) for event in later) if pair[0] > checkpoint.key),
+    after = sorted((pair for pair in ((effect_key(event), event) for event in later) if pair[0] > checkpoint.key),
                    key=itemgetter(0))
     if any(is_meta(event) for _, event in after):
         return None  # a retraction or correction can reach back before the checkpoint
-    return _fold_checkpointed(state, after, kept)
+    return _fold_checkpointed(state, after, kept, now)
 
 
 def _fold_checkpointed(
-    state: SubjectState, keyed: list[tuple[SortKey, Event]], kept: tuple[_Checkpoint, ...]
+    state: SubjectState, keyed: list[tuple[SortKey, Event]], kept: tuple[_Checkpoint, ...], now: datetime
 ) -> tuple[SubjectState, tuple[_Checkpoint, ...]]:
-    """Fold (key, event) pairs in world order, all after `state` and none a retraction, taking checkpoints.
+    """Fold (key, event) pairs in effect order as of `now`, all after `state` and none a retraction, taking checkpoints.
 
-    Checkpoints are taken every CHECKPOINT_SPACING events counted back from the end, as
-    many as are kept, so the next late event finds one before it.
+    Checkpoints are taken every CHECKPOINT_SPACING facts in effect by `now`, counted back
+    from the last of them, as many as are kept, so the next late event finds one before it.
+    A checkpoint never holds a fact whose effect is still ahead (it is folded again after it).
     """
-    cuts = [len(keyed) - CHECKPOINT_SPACING * j for j in range(CHECKPOINTS_KEPT - 1, 0, -1)]
+    applied = bisect_right(keyed, now, key=lambda pair: pair[0][0])
+    cuts = [applied - CHECKPOINT_SPACING * j for j in range(CHECKPOINTS_KEPT - 1, 0, -1)]
     taken: list[_Checkpoint] = []
     done = 0
     for cut in cuts:
         if cut <= done:
             continue
-        fold_sorted(state, keyed[done:cut])
+        fold_pairs(state, keyed[done:cut], as_of=now)
         taken.append(_checkpoint(state, state.model_dump_json()))
         done = cut
-    fold_sorted(state, keyed[done:])
-    return state, (*kept, *taken)[-CHECKPOINTS_KEPT:]
+    fold_pairs(state, keyed[done:], as_of=now)
+    return settle(state, now), (*kept, *taken)[-CHECKPOINTS_KEPT:]
 
 
 def _checkpoint(state: SubjectState, snapshot: str) -> _Checkpoint:
@@ -569,6 +616,8 @@ def _next_checkpoints(state: SubjectState, kept: tuple[_Checkpoint, ...], snapsh
     """The checkpoints to keep once `state` is written: the current one joins every CHECKPOINT_SPACING events."""
     if state.meta_targets or state.last_key is None:
         return ()  # retractions and corrections reach back anywhere: such subjects re-fold in full
+    if state.upcoming is not None:
+        return kept  # it holds facts still to take effect: they would be folded twice from it
     if kept and state.event_count - kept[-1].event_count < CHECKPOINT_SPACING:
         return kept
     return (*kept, _checkpoint(state, snapshot))[-CHECKPOINTS_KEPT:]
@@ -576,7 +625,7 @@ def _next_checkpoints(state: SubjectState, kept: tuple[_Checkpoint, ...], snapsh
 
 def _clear(conn: Connection, where: Any) -> None:
     for table in (StoredEvent, ParkedEvent, SubjectSnapshot, AgreementRow, CaseRow, DeadlineRow, TransferRow,
-                  StatisticRow, ConsumerOffset):
+                  StatisticRow, PolicyFactRow, PolicyRow, ConsumerOffset):
         t = cast(Table, table.__table__)
         conn.execute(delete(t).where(where(t)))
 
@@ -586,8 +635,8 @@ def _event_row(gen: int, item: Consumed) -> tuple[Any, ...]:
     assert event is not None
     assert event.recorded_at is not None
     body = item.value.decode() if item.value else event.model_dump_json(exclude_none=True)
-    return (gen, event.event_id, event.subject, event.type, instant(event.occurred_at), event.recorded_at,
-            event.confidence, body, item.partition, item.offset)
+    return (gen, event.event_id, event.subject, event.type, instant(event.occurred_at), effect_key(event)[0],
+            event.recorded_at, event.confidence, body, item.partition, item.offset)
 
 
 class BulkInsert:
@@ -668,11 +717,11 @@ class _Prepared:
 
 _EVENTS_INSERT = BulkInsert(
     StoredEvent,
-    ["generation", "id", "subject", "type", "occurred_at", "recorded_at", "confidence", "body", "partition",
-     "offset"],
+    ["generation", "id", "subject", "type", "occurred_at", "effective_at", "recorded_at", "confidence", "body",
+     "partition", "offset"],
     ["generation", "id"],
     returning="id",
-    repeating=["type", "occurred_at", "recorded_at", "confidence"],
+    repeating=["type", "occurred_at", "effective_at", "recorded_at", "confidence"],
 )
 
 
@@ -709,7 +758,7 @@ def _case_row(gen: int, state: SubjectState) -> dict[str, Any]:
     c = state.case
     assert c is not None
     return {
-        "generation": gen, "id": state.subject, "title": c.title, "court": c.court,
+        "generation": gen, "id": state.subject, "title": c.title, "court": c.lead_court,
         "status": c.status, "status_since": _at(c.status_since), "affects": c.affects,
         "rulings": len(c.rulings), "latest_outcome": c.rulings[-1].outcome if c.rulings else None,
         "pending_stay_requests": len(c.pending_stays), "last_event_at": _at(state.last_event_at),
@@ -728,8 +777,8 @@ def _deadline_row(gen: int, d: Any) -> dict[str, Any]:
     return {
         "generation": gen, "id": d.id, "subject": d.subject, "due_at": d.due_instant,
         "description": d.description, "kind": d.kind, "origin": d.origin, "event_id": d.event_id,
-        "affects": d.affects, "confidence": d.confidence, "status": d.status,
-        "closed_by": d.closed_by, "closed_reason": d.closed_reason,
+        "affects": d.affects, "regions": d.regions, "confidence": d.confidence, "status": d.status,
+        "status_by": d.status_by, "status_reason": d.status_reason,
     }
 
 
@@ -754,7 +803,7 @@ def _subject_rows(gen: int, state: SubjectState) -> SubjectRows:
     if state.case is not None:
         cases[(state.subject,)] = _case_row(gen, state)
     deadlines = {(d.id,): _deadline_row(gen, d) for d in _unique_deadlines(state)}
-    return agreements, cases, deadlines, transfers
+    return agreements, cases, deadlines, transfers, policies.fact_rows(gen, state)
 
 
 def _key_columns(table: Any) -> list[Any]:

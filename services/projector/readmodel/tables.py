@@ -72,13 +72,14 @@ class StoredEvent(Base):
     subject: Mapped[str] = mapped_column(String(120))
     type: Mapped[str] = mapped_column(String(64))
     occurred_at: Mapped[datetime]
+    effective_at: Mapped[datetime]  # when it takes effect (default: occurred_at)
     recorded_at: Mapped[datetime]
     confidence: Mapped[str] = mapped_column(String(16))
     body: Mapped[str] = mapped_column(Text)
     partition: Mapped[int] = mapped_column(Integer)
     offset: Mapped[int] = mapped_column(BigInteger)
 
-    __table_args__ = (Index("ix_events_subject", "generation", "subject", "occurred_at"),)
+    __table_args__ = (Index("ix_events_subject_effective", "generation", "subject", "effective_at"),)
 
 
 class ParkedEvent(Base):
@@ -102,7 +103,7 @@ class ParkedEvent(Base):
 
 
 class SubjectSnapshot(Base):
-    """The folded state of a subject (JSON), the starting point for the next events."""
+    """The folded state of a subject as of now (JSON), the starting point for the next events."""
 
     __tablename__ = "subject_states"
 
@@ -111,6 +112,9 @@ class SubjectSnapshot(Base):
     state: Mapped[str] = mapped_column(Text)
     event_count: Mapped[int] = mapped_column(BigInteger)
     updated_at: Mapped[datetime]
+    next_effect_at: Mapped[datetime | None]  # when the state next changes by itself: re-folded then
+
+    __table_args__ = (Index("ix_subject_states_due", "generation", "next_effect_at"),)
 
 
 class AgreementRow(Base):
@@ -162,7 +166,7 @@ class CaseRow(Base):
 
 
 class DeadlineRow(Base):
-    """A deadline from a DeadlineSet or a ruling's effective_at; closed by a stay decision."""
+    """A deadline (DeadlineSet, a ruling's or a stay decision's effective_at) and its state as of now."""
 
     __tablename__ = "deadlines"
 
@@ -175,10 +179,11 @@ class DeadlineRow(Base):
     origin: Mapped[str] = mapped_column(String(32))
     event_id: Mapped[UUID] = mapped_column(Uuid)
     affects: Mapped[list[Any]]
+    regions: Mapped[list[Any]]
     confidence: Mapped[str] = mapped_column(String(16))
-    status: Mapped[str] = mapped_column(String(16))
-    closed_by: Mapped[UUID | None] = mapped_column(Uuid)
-    closed_reason: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16))  # open, met, stayed or passed
+    status_by: Mapped[UUID | None] = mapped_column(Uuid)
+    status_reason: Mapped[str | None] = mapped_column(Text)
 
     __table_args__ = (Index("ix_deadlines_due", "generation", "status", "due_at"),)
 
@@ -217,7 +222,41 @@ class StatisticRow(Base):
     __table_args__ = (Index("ix_statistics_metric", "generation", "metric", "occurred_at"),)
 
 
+class PolicyFactRow(Base):
+    """What one case says that bears on one policy (`CaseFacts` JSON): rulings, stays, requests."""
+
+    __tablename__ = "policy_facts"
+
+    generation: Mapped[int] = mapped_column(Integer, primary_key=True)
+    policy: Mapped[str] = mapped_column(String(120), primary_key=True)
+    case: Mapped[str] = mapped_column(String(120), primary_key=True)
+    facts: Mapped[dict[str, Any]]
+
+    __table_args__ = (Index("ix_policy_facts_case", "generation", "case"),)
+
+
+class PolicyRow(Base):
+    """A policy's status now (recomputed from `policy_facts` after each change and at its next effect)."""
+
+    __tablename__ = "policies"
+
+    generation: Mapped[int] = mapped_column(Integer, primary_key=True)
+    id: Mapped[str] = mapped_column(String(120), primary_key=True)
+    status: Mapped[str] = mapped_column(String(16))
+    blocked_in: Mapped[list[Any]]
+    since: Mapped[datetime | None]
+    next_change_at: Mapped[datetime | None]
+    next_change_status: Mapped[str | None] = mapped_column(String(16))
+    pending_stay_requests: Mapped[int] = mapped_column(Integer)
+    document: Mapped[dict[str, Any]]
+    next_effect_at: Mapped[datetime | None]
+    updated_at: Mapped[datetime]
+
+    __table_args__ = (Index("ix_policies_due", "generation", "next_effect_at"),)
+
+
 READ_MODEL_TABLES = (
     StoredEvent.__table__, ParkedEvent.__table__, SubjectSnapshot.__table__, AgreementRow.__table__, CaseRow.__table__,
-    DeadlineRow.__table__, TransferRow.__table__, StatisticRow.__table__, ConsumerOffset.__table__,
+    DeadlineRow.__table__, TransferRow.__table__, StatisticRow.__table__, PolicyFactRow.__table__,
+    PolicyRow.__table__, ConsumerOffset.__table__,
 )

@@ -12,14 +12,14 @@ from fastapi.responses import Response
 from icalendar import Calendar, Event
 from sqlalchemy import Connection, Engine
 
-from services.domain.state import Deadline, SubjectState
+from services.domain.state import Deadline, DeadlineStatus, SubjectState
 from services.platform.auth import Principal, require_unless_public
 from services.platform.problems import problem_responses
 from services.projector.params import SubjectFilter
 from services.projector.readmodel import queries
 from services.projector.status.views import status_label
 
-DeadlineStatus = Literal["open", "past", "closed", "all"]
+DeadlineFilter = Literal["open", "met", "stayed", "passed", "all"]
 Viewer = Annotated[Principal | None, Depends(require_unless_public("read"))]
 PAGE = 500
 CALENDAR_TYPE = "text/calendar; charset=utf-8"
@@ -37,17 +37,26 @@ class Entry:
     summary: str
     kind: str
     confidence: str
-    state: Literal["open", "past", "closed"]
+    state: DeadlineStatus
+    cancelled: bool
     note: str | None = None
+    revision: int = 0
+    """The SEQUENCE: its subject's event count, which grows with every event that may change it (a
+    deadline re-opened by a denial must not carry a lower number than its cancellation)."""
 
 
-def _deadline_entry(d: Deadline, now: datetime) -> Entry:
+def _deadline_entry(d: Deadline, revision: int) -> Entry:
+    """A deadline as of now: cancelled while a stay holds it, or when its ruling ended before taking effect."""
+    cancelled = d.status == "stayed" or (d.status == "passed" and d.origin != "DeadlineSet")
+    note = None if d.status == "open" or not d.status_reason else (
+        d.status_reason if d.status == "met" else f"{status_label(d.status)}: {d.status_reason}")
     return Entry(uid=f"deadline-{d.id}@accordwatch", subject=d.subject, due=d.due_at, summary=d.description,
-                 kind=d.kind, confidence=d.confidence, state=d.state_at(now), note=d.closed_reason)
+                 kind=d.kind, confidence=d.confidence, state=d.status, cancelled=cancelled, note=note,
+                 revision=revision)
 
 
 def _stay_response_entries(state: SubjectState, now: datetime) -> Iterator[Entry]:
-    """The response date of each stay request: open until the request is decided."""
+    """The response date of each stay request: open until the request is decided (then cancelled)."""
     case = state.case
     if case is None:
         return
@@ -56,17 +65,17 @@ def _stay_response_entries(state: SubjectState, now: datetime) -> Iterator[Entry
             continue
         due = r.respond_by
         at = due if isinstance(due, datetime) else datetime.combine(due, datetime.min.time(), tzinfo=UTC)
-        state_now: Literal["open", "past", "closed"] = (
-            "closed" if r.status != "pending" else ("open" if at > now else "past"))
+        state_now: DeadlineStatus = "met" if r.status != "pending" else ("open" if at > now else "passed")
         yield Entry(
             uid=f"stay-response-{r.event_id}@accordwatch", subject=state.subject, due=due,
             summary=f"response due to {r.requested_by}'s stay request ({r.court})", kind="response_due",
-            confidence=r.confidence, state=state_now,
+            confidence=r.confidence, state=state_now, cancelled=r.status != "pending", revision=state.event_count,
             note=f"stay {status_label(r.status)}" if r.status != "pending" else None,
         )
 
 
-def _deadline_states(conn: Connection, status: str, subject: str | None, now: datetime) -> list[Deadline]:
+def _deadline_states(conn: Connection, status: str, subject: str | None, now: datetime
+                     ) -> list[tuple[Deadline, int]]:
     rows: list[Any] = []
     after: str | None = None
     while True:
@@ -75,17 +84,17 @@ def _deadline_states(conn: Connection, status: str, subject: str | None, now: da
         if page.next_after is None:
             break
         after = page.next_after
-    states = queries.subjects_states(conn, sorted({r.subject for r in rows}))
+    states = queries.subjects_states(conn, sorted({r.subject for r in rows}), now)
     wanted = {r.id for r in rows}
-    found: dict[str, Deadline] = {}
+    found: dict[str, tuple[Deadline, int]] = {}
     for state in states.values():
         for d in state.deadlines:
             if d.id in wanted:
-                found.setdefault(d.id, d)
+                found.setdefault(d.id, (d, state.event_count))
     return [found[r.id] for r in rows if r.id in found]
 
 
-def _case_states(conn: Connection, subject: str | None) -> list[SubjectState]:
+def _case_states(conn: Connection, subject: str | None, now: datetime) -> list[SubjectState]:
     ids: list[str] = []
     after: str | None = None
     while True:
@@ -94,13 +103,13 @@ def _case_states(conn: Connection, subject: str | None) -> list[SubjectState]:
         if page.next_after is None:
             break
         after = page.next_after
-    return list(queries.subjects_states(conn, ids).values())
+    return list(queries.subjects_states(conn, ids, now).values())
 
 
-def entries(conn: Connection, *, status: DeadlineStatus, subject: str | None, now: datetime) -> list[Entry]:
-    """Deadlines (as /v1/deadlines filters them) and stay response dates, soonest first."""
-    found = [_deadline_entry(d, now) for d in _deadline_states(conn, status, subject, now)]
-    found += [e for s in _case_states(conn, subject) for e in _stay_response_entries(s, now)
+def entries(conn: Connection, *, status: DeadlineFilter, subject: str | None, now: datetime) -> list[Entry]:
+    """Deadlines (as /v1/deadlines filters them) and stay response dates, soonest first, as of now."""
+    found = [_deadline_entry(d, n) for d, n in _deadline_states(conn, status, subject, now)]
+    found += [e for s in _case_states(conn, subject, now) for e in _stay_response_entries(s, now)
               if status == "all" or e.state == status]
     return sorted(found, key=lambda e: (_instant(e.due), e.uid))
 
@@ -110,7 +119,7 @@ def _instant(due: date | datetime) -> datetime:
 
 
 def calendar(items: list[Entry], *, now: datetime, base_url: str) -> bytes:
-    """The iCalendar document: one VEVENT per entry, its UID stable, closed ones CANCELLED."""
+    """The iCalendar document: one VEVENT per entry, its UID stable, held or answered ones CANCELLED."""
     cal = Calendar()
     cal.add("prodid", "-//accordwatch//deadlines//EN")
     cal.add("version", "2.0")
@@ -138,12 +147,11 @@ def calendar(items: list[Entry], *, now: datetime, base_url: str) -> bytes:
         event.add("url", link)
         event.add("categories", [item.kind])
         event.add("transp", "TRANSPARENT")
-        if item.state == "closed":
+        if item.cancelled:
             event.add("status", "CANCELLED")
-            event.add("sequence", 1)
         else:
             event.add("status", "CONFIRMED" if item.confidence == "confirmed" else "TENTATIVE")
-            event.add("sequence", 0)
+        event.add("sequence", item.revision)
         cal.add_component(event)
     return bytes(cal.to_ical())
 
@@ -161,11 +169,11 @@ def calendar(items: list[Entry], *, now: datetime, base_url: str) -> bytes:
 def deadlines_calendar(
     request: Request,
     _: Viewer,
-    status: Annotated[DeadlineStatus, Query(description="As on /v1/deadlines; by default all, so that "
-                                            "calendars see closed deadlines cancelled.")] = "all",
+    status: Annotated[DeadlineFilter, Query(description="As on /v1/deadlines; by default all, so that "
+                                            "calendars see stayed deadlines cancelled.")] = "all",
     subject: SubjectFilter = None,
 ) -> Response:
-    """Every deadline, ruling effective date and stay response date; closed ones as STATUS:CANCELLED."""
+    """Every deadline, ruling effective date and stay response date as of now; held ones as STATUS:CANCELLED."""
     now: datetime = request.app.state.clock().astimezone(UTC)
     engine: Engine = request.app.state.engine
     with engine.connect() as conn:

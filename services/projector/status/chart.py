@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from services.domain.fold import month_of
+from services.domain.agreements import month_of
 from services.domain.state import AgreementPart
 
 WIDTH, HEIGHT = 640, 260

@@ -36,7 +36,8 @@ Viewer = Annotated[Principal | None, Depends(require_unless_public("read"))]
 
 router = APIRouter(prefix="/status", tags=["status pages"])
 templates = Jinja2Templates(directory=HERE / "templates")
-templates.env.globals.update(status_label=views.status_label, country_name=views.country_name, day=views.day)
+templates.env.globals.update(status_label=views.status_label, country_name=views.country_name, day=views.day,
+                             regions_text=views.regions_text)
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,7 +96,7 @@ def _not_found(request: Request, picked: Picked, kind: str, subject: str) -> Res
 
 @router.get("", response_class=HTMLResponse, responses=HTML_RESPONSES, summary="Status overview")
 def overview(request: Request, _: Viewer, as_of: AsOfDate = None) -> Response:
-    """Every agreement and case with its status, and the next deadlines, now or on a date."""
+    """Every agreement, policy and case with its status, and the next deadlines, now or on a date."""
     picked = _picked(request, as_of)
     if isinstance(picked, Response):
         return picked
@@ -143,7 +144,7 @@ def subject(request: Request, subject: str, _: Viewer, as_of: AsOfDate = None) -
     if not is_subject_id(subject):
         return _not_found(request, picked, "agreement or case", subject)
     with _engine(request).connect() as conn:
-        state = queries.snapshot(conn, subject)
+        state = queries.snapshot(conn, subject, picked.now)
     kind = "agreements" if state is not None and state.agreement is not None else "cases"
     if state is None or (state.agreement is None and state.case is None):
         return _not_found(request, picked, "agreement or case", subject)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from functools import cache
 from typing import Any
 from uuid import UUID
 
@@ -13,6 +14,8 @@ from sqlalchemy import Connection
 
 from schemas.envelope import instant
 from schemas.events import EventCorrected, EventRetracted
+from services.domain.policy import PolicyStatus
+from services.domain.resolve import decided_at, effect_key
 from services.domain.state import AgreementPart, CasePart, Deadline, SubjectState
 from services.projector.readmodel import queries
 from services.projector.readmodel.queries import TimelineEntry
@@ -25,8 +28,11 @@ STATUS_LABELS = {
     "proposed": "proposed", "negotiating": "negotiating", "signed": "signed", "implementing": "implementing",
     "in_force": "in force", "suspended": "suspended", "terminated": "terminated",
     "filed": "filed", "ruled": "ruled", "stay_requested": "stay requested", "stayed": "stayed",
-    "pending": "pending", "granted": "granted", "denied": "denied", "administrative": "administrative stay",
-    "open": "open", "past": "passed", "closed": "closed",
+    "pending": "pending", "granted": "granted", "granted_in_part": "granted in part", "denied": "denied",
+    "administrative": "administrative stay", "lifted": "lifted",
+    "open": "open", "met": "took effect", "passed": "passed",
+    "scheduled": "scheduled", "ended": "ended",
+    "in_effect": "in effect", "blocked": "blocked", "partly_blocked": "partly blocked",
 }
 
 
@@ -41,6 +47,22 @@ def country_name(code: str | None) -> str:
         return ""
     country = pycountry.countries.get(alpha_2=code)
     return str(country.name) if country is not None else code
+
+
+@cache
+def _region_names() -> dict[str, str]:
+    return {str(s.code): str(s.name) for s in pycountry.subdivisions}
+
+
+def region_name(code: str) -> str:
+    """An ISO 3166-2 subdivision as readers say it, with its code ("Arizona (US-AZ)")."""
+    name = _region_names().get(code)
+    return f"{name} ({code})" if name is not None else code
+
+
+def regions_text(codes: Iterable[str]) -> str:
+    """Subdivisions as readers say them, comma separated."""
+    return ", ".join(region_name(code) for code in codes)
 
 
 def day(moment: date | datetime | None) -> str:
@@ -92,6 +114,7 @@ class Overview:
     agreements: list[AgreementLine]
     cases: list[CaseLine]
     deadlines: list[DeadlineLine]
+    policies: list[PolicyStatus] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,19 +157,21 @@ class SubjectPage:
 # -- reading ----------------------------------------------------------------------------
 
 
-def _states(conn: Connection, subjects: Sequence[str], as_of: datetime | None) -> dict[str, SubjectState]:
+def _states(conn: Connection, subjects: Sequence[str], as_of: datetime | None, now: datetime
+            ) -> dict[str, SubjectState]:
     if as_of is None:
-        return queries.subjects_states(conn, subjects)
+        return queries.subjects_states(conn, subjects, now)
     out: dict[str, SubjectState] = {}
     for subject in subjects:
-        state = queries.state_as_of(conn, subject, as_of=as_of, known_at=None)
+        state = queries.state_as_of(conn, subject, as_of=as_of, known_at=None, now=now)
         if state is not None:
             out[subject] = state
     return out
 
 
 def deadline_lines(states: Iterable[SubjectState], at: datetime, *, only_open: bool) -> list[DeadlineLine]:
-    """The subjects' deadlines (each once), soonest first, with their state and time left at `at`."""
+    """The subjects' deadlines (each once), soonest first, with their state (as of the states' time) and time left
+    at `at`."""
     seen: set[str] = set()
     lines = []
     for state in states:
@@ -154,19 +179,28 @@ def deadline_lines(states: Iterable[SubjectState], at: datetime, *, only_open: b
             if d.id in seen:
                 continue
             seen.add(d.id)
-            line = DeadlineLine(d, d.state_at(at), d.due_instant, time_left(d.due_instant, at))
+            line = DeadlineLine(d, d.status, d.due_instant, time_left(d.due_instant, at))
             if line.state == "open" or not only_open:
                 lines.append(line)
     return sorted(lines, key=lambda line: (line.due, line.deadline.id))
 
 
+def policies(conn: Connection, *, as_of: datetime | None, now: datetime) -> list[PolicyStatus]:
+    """Every policy a case names, as of the date (from the cases' events) or now (from the policies read model)."""
+    slugs = [r.id for r in queries.list_policies(conn, status=None, after=None, limit=LIST_LIMIT).rows]
+    if as_of is None:
+        found = queries.policies_now(conn, slugs, now)
+        return [found[s] for s in slugs if s in found]
+    return [queries.policy_as_of(conn, s, as_of=as_of, known_at=None) for s in slugs]
+
+
 def overview(conn: Connection, *, as_of: datetime | None, now: datetime) -> Overview:
-    """Every agreement and case as of the date, and the deadlines still open then."""
+    """Every agreement, policy and case as of the date, and the deadlines still open then."""
     agreement_ids = [r.id for r in queries.list_agreements(conn, status=None, after=None, limit=LIST_LIMIT).rows]
     case_ids = [r.id for r in queries.list_cases(conn, status=None, affects=None, after=None, limit=LIST_LIMIT).rows]
     deadline_rows = queries.deadlines(conn, status="all", subject=None, now=now, after=None, limit=LIST_LIMIT).rows
     subjects = list(dict.fromkeys([*agreement_ids, *case_ids, *(r.subject for r in deadline_rows)]))
-    states = _states(conn, subjects, as_of)
+    states = _states(conn, subjects, as_of, now)
     agreements = []
     for subject in agreement_ids:
         part = states[subject].agreement if subject in states else None
@@ -174,7 +208,7 @@ def overview(conn: Connection, *, as_of: datetime | None, now: datetime) -> Over
                                         country_name(part.partner) if part else "", part))
     cases = [CaseLine(s, states[s].case if s in states else None) for s in case_ids]
     deadlines = deadline_lines(states.values(), as_of or now, only_open=True)
-    return Overview(agreements, cases, deadlines)
+    return Overview(agreements, cases, deadlines, policies(conn, as_of=as_of, now=now))
 
 
 def _format(value: Any) -> str:
@@ -195,11 +229,11 @@ def _fields(data: Any) -> list[tuple[str, str]]:
 
 
 def timeline_items(entries: Iterable[TimelineEntry], as_of: datetime | None) -> tuple[list[TimelineItem], int]:
-    """Timeline entries up to the date (by world time), and how many come after it."""
+    """Timeline entries decided or in effect by the date (as `as_of` folds them), and how many come after it."""
     items, later = [], 0
     for entry in entries:
         event, note = entry.event, entry.annotation
-        if as_of is not None and instant(event.occurred_at) > as_of:
+        if as_of is not None and decided_at(effect_key(event)) > as_of:
             later += 1
             continue
         amends: UUID | None = None
@@ -224,10 +258,10 @@ def timeline_items(entries: Iterable[TimelineEntry], as_of: datetime | None) -> 
 def subject_page(conn: Connection, subject: str, *, kind: str, as_of: datetime | None, now: datetime
                  ) -> SubjectPage | None:
     """An agreement's or a case's page as of the date; None when no such subject is known."""
-    current = queries.snapshot(conn, subject)
+    current = queries.snapshot(conn, subject, now)
     if current is None or getattr(current, kind) is None:
         return None
-    state = current if as_of is None else queries.state_as_of(conn, subject, as_of=as_of, known_at=None)
+    state = current if as_of is None else queries.state_as_of(conn, subject, as_of=as_of, known_at=None, now=now)
     items, later = timeline_items(queries.timeline(conn, subject, known_at=None), as_of)
     agreement = state.agreement if state is not None else None
     return SubjectPage(
