@@ -93,6 +93,7 @@ class AlertOut(Out):
     resolved_at: datetime | None
     resolution: str | None
     historical: bool = Field(description="Old news when first seen: recorded, never sent.")
+    episode: int = Field(ge=1, description="How many times it fired (its cause may return after it resolved).")
     details: dict[str, Any]
 
 
