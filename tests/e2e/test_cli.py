@@ -69,8 +69,9 @@ def test_posting_a_file_again_after_a_failure_counts_nothing_twice(full_stack: R
 
     from tests.samples import event
 
-    agreement = "us-zz-aca-2031"
-    reports = [event("TransferReported", subject=agreement, occurred_at=f"2031-0{m}-01",
+    agreement = "us-zz-aca-2021"
+    # Reports of the past: one dated in the future is not yet a fact (it counts once its day comes).
+    reports = [event("TransferReported", subject=agreement, occurred_at=f"2021-0{m}-01",
                      data={"count": 10 * m, "cumulative": False}) for m in range(1, 6)]
     broken = [*reports[:2], {**reports[2], "data": {"count": -1, "cumulative": False}}, *reports[3:]]
     path = tmp_path / "reports.ndjson"
