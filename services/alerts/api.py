@@ -474,7 +474,7 @@ def main() -> None:
     except (RulesFileError, SealingKeyMissing) as exc:
         raise SystemExit(f"accordwatch alerts: {exc}") from None
     uvicorn.run("services.alerts.api:create_app_from_env", factory=True, host=settings.api_host,
-                port=settings.api_port, **uvicorn_options(settings.log_level))
+                port=settings.api_port, **uvicorn_options(settings.log_level, kafka_clients=False))
 
 
 if __name__ == "__main__":

@@ -21,7 +21,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar, cast
 
 import faust
-import mode.loop
 from sqlalchemy import Engine, event
 
 from services.alerts import metrics, outbox, statements
@@ -200,7 +199,7 @@ def main() -> None:
         rules = load_rules(settings.rules_file)
     except RulesFileError as exc:  # a bad file stops the service, naming the line
         raise SystemExit(f"accordwatch alerts: {exc}") from None
-    mode.loop.use("uvloop")
+    # asyncio's loop, not uvloop: see services.platform.http.uvicorn_options (aiokafka#1038).
     try:
         worker = AlertsWorker(settings, rules, rules_clock=make_clock(settings.clock_file))
     except SealingKeyMissing as exc:

@@ -17,7 +17,7 @@ def main() -> None:
         host=settings.host,
         port=settings.port,
         workers=settings.workers,
-        **uvicorn_options(settings.log_level),
+        **uvicorn_options(settings.log_level, kafka_clients=True),
     )
 
 

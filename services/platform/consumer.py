@@ -18,7 +18,9 @@ and later commit), and keeps the positions honest:
   buffers cleared, as faust does at a rebalance); a hole is taken as real only once a
   plain read of the log confirms there are no records in it.
 
-Lag gauges come from the same in-memory positions (no query per scrape).
+Lag gauges come from the same in-memory positions (no query per scrape). A watchdog stops
+the worker (non-zero exit) when aiokafka's fetcher task has ended while the worker runs:
+nothing would restart it, and the process would stay up consuming nothing.
 """
 
 from __future__ import annotations
@@ -51,6 +53,30 @@ ORIGIN_HEADER = "accordwatch-dlq-origin"
 GROUP_HEADER = "accordwatch-dlq-group"
 GAP_RETRIES = 3
 """Seeks back to a partition's stored position before the log is read to see whether it has a hole there."""
+FETCHER_CHECK_S = 5.0
+"""How often the worker checks that aiokafka's fetcher task is still running."""
+
+
+class FetcherEnded(RuntimeError):
+    """aiokafka's fetcher task ended while the worker runs: it consumes nothing more."""
+
+
+def fetcher_failure(app: Any) -> BaseException | None:
+    """Why the aiokafka fetcher feeding faust's consumer thread has ended, or None while it runs (or closes).
+
+    aiokafka's fetch task (`Fetcher.error_future`) ends only on cancellation or when an
+    error escapes it (e.g. a RuntimeError from a closed transport, aio-libs/aiokafka#1038);
+    aiokafka never restarts it and `getmany` then just returns nothing.
+    """
+    client = getattr(getattr(app.consumer, "_thread", None), "_consumer", None)  # faust's AIOKafkaConsumerThread
+    fetcher = getattr(client, "_fetcher", None)
+    task = getattr(fetcher, "error_future", None)
+    if task is None or client is None or client._closed or not task.done():
+        return None
+    if task.cancelled():
+        return FetcherEnded("aiokafka's fetcher task was cancelled while its consumer is open")
+    exc: BaseException | None = task.exception()
+    return exc if exc is not None else FetcherEnded("aiokafka's fetcher task returned while its consumer is open")
 
 
 class PositionedConsumer(kafka_driver.Consumer):
@@ -199,6 +225,7 @@ class WorkerConsumer(Generic[R]):
         signals.on_rebalance_complete.connect(self._on_rebalance_complete)
         signals.on_partitions_revoked.connect(self._on_partitions_revoked)
         app.timer(2.0)(self._refresh_lag)
+        app.timer(FETCHER_CHECK_S)(self._watch_fetcher)
 
     async def _agent(self, stream: Any) -> None:
         async for batch in stream.take_events(self.settings.batch_max, within=self.settings.batch_within_s):
@@ -263,6 +290,20 @@ class WorkerConsumer(Generic[R]):
         finally:
             flow.resume()
             consumer.resume_flow()
+
+    async def _watch_fetcher(self) -> None:
+        """Stop the worker (exit status 1) once aiokafka's fetcher has ended, so a supervisor restarts it.
+
+        The restarted worker resumes from the positions stored with its effects.
+        """
+        if self.app.should_stop:
+            return
+        failure = fetcher_failure(self.app)
+        if failure is None:
+            return
+        log.critical("aiokafka's fetcher task has ended (%r, from %r); this worker would consume nothing more: "
+                     "stopping it so that it is restarted from its stored positions", failure, failure.__cause__)
+        await self.app.crash(FetcherEnded(f"aiokafka's fetcher task has ended: {failure!r}"))
 
     def _parked(self, parked: Parked) -> None:
         self.metrics.parked.labels(parked.kind).inc()

@@ -62,6 +62,12 @@ def install_edges(app: FastAPI, *, counter: Counter, max_body_bytes: int) -> Non
     app.add_middleware(RequestMetrics, counter=counter)
 
 
-def uvicorn_options(log_level: str) -> dict[str, Any]:
-    """The fast event loop and HTTP parser, quiet access logs."""
-    return {"loop": "uvloop", "http": "httptools", "log_level": log_level, "access_log": False}
+def uvicorn_options(log_level: str, *, kafka_clients: bool) -> dict[str, Any]:
+    """The httptools parser, quiet access logs, and uvloop unless the process runs aiokafka clients.
+
+    Under uvloop a write to a closed transport raises RuntimeError where aiokafka catches
+    only OSError (aio-libs/aiokafka#1038): its sender or fetcher task dies and the process
+    stays up serving nothing. A process with aiokafka clients runs on asyncio's loop.
+    """
+    loop = "asyncio" if kafka_clients else "uvloop"
+    return {"loop": loop, "http": "httptools", "log_level": log_level, "access_log": False}

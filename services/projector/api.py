@@ -386,7 +386,7 @@ def main() -> None:
         factory=True,
         host=settings.api_host,
         port=settings.api_port,
-        **uvicorn_options(settings.log_level),
+        **uvicorn_options(settings.log_level, kafka_clients=False),
     )
 
 
