@@ -123,8 +123,32 @@ class KafkaPublisher(Publisher):
         if self._producer is not None:
             await self._producer.stop()
 
-    async def publish(self, records: Sequence[KafkaRecord]) -> list[Ack]:
+    def _live_producer(self) -> AIOKafkaProducer | None:
+        """The producer, unless aiokafka's sender task has ended: then a new one is connected in its place.
+
+        aiokafka never restarts its sender task; once an error escaped it (aio-libs/aiokafka#983,
+        #1038) every send fails, and ingest would answer 503 for good.
+        """
         producer = self._producer
+        if producer is None:
+            return None
+        sender = producer._sender.sender_task
+        if sender is None or not sender.done():
+            return producer
+        cause = None if sender.cancelled() else sender.exception()
+        log.critical("aiokafka's sender task has ended (%r, from %r); connecting a new producer",
+                     cause, cause.__cause__ if cause else None)
+        self._producer = None
+        self._connecting = asyncio.create_task(self._replace(producer), name="kafka-reconnect")
+        return None
+
+    async def _replace(self, broken: AIOKafkaProducer) -> None:
+        with contextlib.suppress(Exception):  # its batches have failed already; only its sockets are left
+            await broken.stop()
+        await self._connect()
+
+    async def publish(self, records: Sequence[KafkaRecord]) -> list[Ack]:
+        producer = self._live_producer()
         if producer is None:
             raise KafkaUnavailable("not connected to Kafka yet")
         for index, r in enumerate(records):  # all checked first: a refused request sends nothing
@@ -187,7 +211,7 @@ class KafkaPublisher(Publisher):
         return [ack for ack in acks if ack is not None]
 
     async def ready(self) -> bool:
-        producer = self._producer
+        producer = self._live_producer()
         if producer is None:
             return False
         try:
